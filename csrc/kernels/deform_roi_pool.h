@@ -1,0 +1,125 @@
+// Deformable RoI pooling (Dai et al. 2017, sec. 2.2) and its position-sensitive variant.
+//
+// Output bin (ph, pw) of a RoI averages a grid of bilinear samples (RoIAlign style, half-pixel
+// aligned boxes) over the bin shifted by (gamma * roi_w * offset[0], gamma * roi_h * offset[1]).
+// Offsets are normalised, one (dx, dy) pair per bin: offset [K, 2, pooled_h, pooled_w], x first.
+// The plain variant reads input channel c for output channel c; the position-sensitive variant
+// reads channel (c * pooled_h + ph) * pooled_w + pw (R-FCN score maps).
+#pragma once
+
+#include "bilinear.h"
+
+namespace dcn {
+
+struct RoIPoolShape {
+  int channels, height, width;  // input feature map
+  int pooled_h, pooled_w;
+  int out_channels;    // channels (plain) or channels / (pooled_h * pooled_w) (position-sensitive)
+  int sampling_ratio;  // > 0: that many samples per bin side; <= 0: ceil(bin size)
+  bool position_sensitive;
+  double spatial_scale;  // feature-map pixels per input-image pixel
+  double gamma;          // offset scale
+
+  DCN_HOST_DEVICE int input_channel(int c, int ph, int pw) const {
+    return position_sensitive ? (c * pooled_h + ph) * pooled_w + pw : c;
+  }
+};
+
+// One output bin of one RoI, in feature-map pixels.
+template <typename A>
+struct RoIBin {
+  A y, x;            // top-left corner after the offset shift
+  A bin_h, bin_w;    // bin size
+  int grid_h, grid_w;  // samples per side
+  A dy_doffset, dx_doffset;  // how far the bin moves per unit of normalised offset
+};
+
+// Adaptive samples per side: ceil(bin size), 0 for empty or NaN bins, capped at the map size + 1
+// so that a huge RoI cannot turn into an unbounded loop (no sample grid finer than a pixel is lost).
+template <typename A>
+DCN_HOST_DEVICE int adaptive_grid(A bin, int limit) {
+  const A g = ceil_(bin);
+  if (!(g > A(0))) return 0;
+  return g < A(limit) ? static_cast<int>(g) : limit;
+}
+
+// roi: [batch_index, x1, y1, x2, y2] in input-image pixels; offset: this RoI's [2, ph, pw] offsets
+// or nullptr for plain RoIAlign-style average pooling.
+template <typename A, typename T>
+DCN_HOST_DEVICE RoIBin<A> roi_bin(const RoIPoolShape& s, const T* roi, const T* offset, int ph,
+                                  int pw) {
+  const A scale = A(s.spatial_scale);
+  const A x0 = A(roi[1]) * scale - A(0.5);
+  const A y0 = A(roi[2]) * scale - A(0.5);
+  const A roi_w = (A(roi[3]) - A(roi[1])) * scale;
+  const A roi_h = (A(roi[4]) - A(roi[2])) * scale;
+  RoIBin<A> b;
+  b.bin_w = roi_w / A(s.pooled_w);
+  b.bin_h = roi_h / A(s.pooled_h);
+  b.dx_doffset = A(s.gamma) * roi_w;
+  b.dy_doffset = A(s.gamma) * roi_h;
+  b.x = x0 + A(pw) * b.bin_w;
+  b.y = y0 + A(ph) * b.bin_h;
+  if (offset != nullptr) {
+    const int bins = s.pooled_h * s.pooled_w, at = ph * s.pooled_w + pw;
+    b.x += b.dx_doffset * A(offset[at]);
+    b.y += b.dy_doffset * A(offset[bins + at]);
+  }
+  b.grid_h = s.sampling_ratio > 0 ? s.sampling_ratio : adaptive_grid(b.bin_h, s.height + 1);
+  b.grid_w = s.sampling_ratio > 0 ? s.sampling_ratio : adaptive_grid(b.bin_w, s.width + 1);
+  return b;
+}
+
+template <typename A>
+DCN_HOST_DEVICE A roi_bin_count(const RoIBin<A>& b) {
+  const int n = b.grid_h * b.grid_w;
+  return A(n > 1 ? n : 1);
+}
+
+// Calls f(taps) for every sample of the bin on an H x W map.
+template <typename A, typename F>
+DCN_HOST_DEVICE void for_each_bin_sample(const RoIBin<A>& b, int height, int width, F&& f) {
+  for (int iy = 0; iy < b.grid_h; ++iy) {
+    const A y = b.y + (A(iy) + A(0.5)) * b.bin_h / A(b.grid_h);
+    for (int ix = 0; ix < b.grid_w; ++ix) {
+      const A x = b.x + (A(ix) + A(0.5)) * b.bin_w / A(b.grid_w);
+      f(border_clamped_taps<A>(height, width, y, x));
+    }
+  }
+}
+
+// Pooled value of the bin on one channel plane.
+template <typename A, typename T>
+DCN_HOST_DEVICE A roi_bin_average(const T* plane, int height, int width, const RoIBin<A>& b) {
+  A sum = A(0);
+  for_each_bin_sample(b, height, width,
+                      [&](const BilinearTaps<A>& t) { sum += bilinear_sample(plane, t); });
+  return sum / roi_bin_count(b);
+}
+
+// Spreads the bin's output gradient over the plane's input gradient.
+template <typename A, typename Add>
+DCN_HOST_DEVICE void roi_bin_scatter(A* grad_plane, int height, int width, const RoIBin<A>& b,
+                                     A grad, Add add) {
+  const A g = grad / roi_bin_count(b);
+  for_each_bin_sample(b, height, width,
+                      [&](const BilinearTaps<A>& t) { bilinear_scatter(grad_plane, t, g, add); });
+}
+
+// d (pooled value) / d offset[0] (x) and d offset[1] (y) of the bin on one channel plane.
+template <typename A, typename T>
+DCN_HOST_DEVICE void roi_bin_offset_grad(const T* plane, int height, int width,
+                                         const RoIBin<A>& b, A& grad_dx, A& grad_dy) {
+  A sy = A(0), sx = A(0);
+  for_each_bin_sample(b, height, width, [&](const BilinearTaps<A>& t) {
+    A gy, gx;
+    bilinear_coord_grad(plane, t, gy, gx);
+    sy += gy;
+    sx += gx;
+  });
+  const A n = roi_bin_count(b);
+  grad_dx = sx / n * b.dx_doffset;
+  grad_dy = sy / n * b.dy_doffset;
+}
+
+}  // namespace dcn
