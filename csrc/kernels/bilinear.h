@@ -96,28 +96,36 @@ DCN_HOST_DEVICE BilinearTaps<A> border_clamped_taps(int height, int width, A y, 
   return make_taps<A>(width, y0, y1, x0, x1, ly, lx, true, true, true, true, sy, sx);
 }
 
-// Interpolated value of `plane` (H*W values of type T) at the tapped point.
+// The functions below read or write one channel of an image whose pixel (y, x) of that channel
+// sits at data[(y * W + x) * pixel_stride]: pixel_stride is 1 for a channel plane (NCHW) and C for
+// a channel of a channels-last image (NHWC, data pointing at the channel).
+
+// Interpolated value at the tapped point.
 template <typename A, typename T>
-DCN_HOST_DEVICE A bilinear_sample(const T* plane, const BilinearTaps<A>& t) {
-  return t.w[0] * A(plane[t.idx[0]]) + t.w[1] * A(plane[t.idx[1]]) +
-         t.w[2] * A(plane[t.idx[2]]) + t.w[3] * A(plane[t.idx[3]]);
+DCN_HOST_DEVICE A bilinear_sample(const T* data, const BilinearTaps<A>& t, int64_t pixel_stride) {
+  return t.w[0] * A(data[t.idx[0] * pixel_stride]) + t.w[1] * A(data[t.idx[1] * pixel_stride]) +
+         t.w[2] * A(data[t.idx[2] * pixel_stride]) + t.w[3] * A(data[t.idx[3] * pixel_stride]);
 }
 
 // d sample / d y and d sample / d x at the tapped point.
 template <typename A, typename T>
-DCN_HOST_DEVICE void bilinear_coord_grad(const T* plane, const BilinearTaps<A>& t, A& gy, A& gx) {
-  const A v[4] = {A(plane[t.idx[0]]), A(plane[t.idx[1]]), A(plane[t.idx[2]]),
-                  A(plane[t.idx[3]])};
-  gy = t.wy[0] * v[0] + t.wy[1] * v[1] + t.wy[2] * v[2] + t.wy[3] * v[3];
-  gx = t.wx[0] * v[0] + t.wx[1] * v[1] + t.wx[2] * v[2] + t.wx[3] * v[3];
+DCN_HOST_DEVICE void bilinear_coord_grad(const T* data, const BilinearTaps<A>& t,
+                                         int64_t pixel_stride, A& gy, A& gx) {
+  gy = gx = A(0);
+  for (int i = 0; i < 4; ++i) {
+    const A v = A(data[t.idx[i] * pixel_stride]);
+    gy += t.wy[i] * v;
+    gx += t.wx[i] * v;
+  }
 }
 
-// Adds grad * w_i to each corner of `grad_plane` through `add(ptr, value)` (a plain += on the CPU,
-// an atomic add on the GPU).
+// Adds grad * w_i to each corner of `grad` through `add(ptr, value)` (a plain += on the CPU, an
+// atomic add on the GPU).
 template <typename A, typename Add>
-DCN_HOST_DEVICE void bilinear_scatter(A* grad_plane, const BilinearTaps<A>& t, A grad, Add add) {
+DCN_HOST_DEVICE void bilinear_scatter(A* grad, const BilinearTaps<A>& t, int64_t pixel_stride,
+                                      A value, Add add) {
   for (int i = 0; i < 4; ++i) {
-    if (t.w[i] != A(0)) add(grad_plane + t.idx[i], grad * t.w[i]);
+    if (t.w[i] != A(0)) add(grad + t.idx[i] * pixel_stride, value * t.w[i]);
   }
 }
 

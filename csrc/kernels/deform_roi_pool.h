@@ -93,7 +93,7 @@ template <typename A, typename T>
 DCN_HOST_DEVICE A roi_bin_average(const T* plane, int height, int width, const RoIBin<A>& b) {
   A sum = A(0);
   for_each_bin_sample(b, height, width,
-                      [&](const BilinearTaps<A>& t) { sum += bilinear_sample(plane, t); });
+                      [&](const BilinearTaps<A>& t) { sum += bilinear_sample(plane, t, 1); });
   return sum / roi_bin_count(b);
 }
 
@@ -103,7 +103,7 @@ DCN_HOST_DEVICE void roi_bin_scatter(A* grad_plane, int height, int width, const
                                      A grad, Add add) {
   const A g = grad / roi_bin_count(b);
   for_each_bin_sample(b, height, width,
-                      [&](const BilinearTaps<A>& t) { bilinear_scatter(grad_plane, t, g, add); });
+                      [&](const BilinearTaps<A>& t) { bilinear_scatter(grad_plane, t, 1, g, add); });
 }
 
 // d (pooled value) / d offset[0] (x) and d offset[1] (y) of the bin on one channel plane.
@@ -113,7 +113,7 @@ DCN_HOST_DEVICE void roi_bin_offset_grad(const T* plane, int height, int width,
   A sy = A(0), sx = A(0);
   for_each_bin_sample(b, height, width, [&](const BilinearTaps<A>& t) {
     A gy, gx;
-    bilinear_coord_grad(plane, t, gy, gx);
+    bilinear_coord_grad(plane, t, 1, gy, gx);
     sy += gy;
     sx += gx;
   });

@@ -85,10 +85,13 @@ DeformConvShape check_deform_conv2d_args(const at::Tensor& input, const at::Tens
     TORCH_CHECK(bias->dim() == 1 && bias->size(0) == c_out, "deform_conv2d: bias must be [",
                 c_out, "], got ", shape_str(bias->sizes()));
   }
-  TORCH_CHECK(h * w < (int64_t(1) << 31) && out_h * out_w < (int64_t(1) << 31),
-              "deform_conv2d: images of 2^31 pixels or more are not supported");
+  TORCH_CHECK(h * w < (int64_t(1) << 31) && n < (int64_t(1) << 31),
+              "deform_conv2d: images of 2^31 pixels or more, or batches of 2^31 images, are not "
+              "supported");
 
   DeformConvShape s;
+  s.batch = static_cast<int>(n);
+  s.groups = static_cast<int>(groups);
   s.channels = static_cast<int>(c);
   s.height = static_cast<int>(h);
   s.width = static_cast<int>(w);
@@ -108,131 +111,131 @@ DeformConvShape check_deform_conv2d_args(const at::Tensor& input, const at::Tens
 
 namespace {
 
-// Columns per chunk for one image.
+// Columns per chunk (over the whole batch).
 int64_t column_chunk(const DeformConvShape& s) {
-  const int64_t rows = int64_t(s.channels) * s.kernel_size();
-  return std::max<int64_t>(1, std::min<int64_t>(s.out_size(), kMaxColumnEntries / rows));
+  const int64_t total = s.batch * s.out_size();
+  return std::max<int64_t>(1, std::min<int64_t>(total, kMaxColumnEntries / s.column_width()));
 }
 
-// A [rows, q] contiguous view of the first rows*q entries of a flat buffer.
-at::Tensor column_view(const at::Tensor& buffer, int64_t rows, int64_t q) {
-  return buffer.narrow(0, 0, rows * q).view({rows, q});
+// The [Q, C*K] column rows as the channels-last image [1, C*K, 1, Q] of a 1x1 convolution, whose
+// GEMM (oneDNN on the CPU, cuDNN on the GPU) is the deformable convolution's GEMM.
+at::Tensor rows_as_image(const at::Tensor& rows) {
+  return rows.view({1, 1, rows.size(0), rows.size(1)}).permute({0, 3, 1, 2});
 }
 
-at::Tensor image_or_undefined(const std::optional<at::Tensor>& t, int64_t b) {
-  return t ? t->select(0, b) : at::Tensor();
+// Inverse of rows_as_image for the 1x1 convolution's output [1, C', 1, Q]: [Q, C'] rows.
+at::Tensor image_as_rows(const at::Tensor& image) {
+  return image.permute({0, 2, 3, 1}).reshape({image.size(3), image.size(1)});
+}
+
+// Weight [C_out, C/groups, kh, kw] in column order: [C_out, kh*kw*(C/groups), 1, 1].
+at::Tensor column_weight(const at::Tensor& weight) {
+  return weight.permute({0, 2, 3, 1}).reshape({weight.size(0), -1, 1, 1}).contiguous();
+}
+
+// [N, C, H, W] -> contiguous [N, H, W, C].
+at::Tensor to_channels_last(const DeformColumnKernels& kernels, const at::Tensor& t) {
+  if (t.is_contiguous(at::MemoryFormat::ChannelsLast)) {
+    return t.permute({0, 2, 3, 1});
+  }
+  return kernels.transpose(t.contiguous().view({t.size(0), t.size(1), -1}))
+      .view({t.size(0), t.size(2), t.size(3), t.size(1)});
+}
+
+at::Tensor contiguous_or_undefined(const std::optional<at::Tensor>& t) {
+  return t ? t->contiguous() : at::Tensor();
 }
 
 }  // namespace
 
-at::Tensor deform_conv2d_forward(const DeformColumnKernels& kernels, const at::Tensor& input_,
-                                 const at::Tensor& weight_, const at::Tensor& offset_,
+at::Tensor deform_conv2d_forward(const DeformColumnKernels& kernels, const at::Tensor& input,
+                                 const at::Tensor& weight, const at::Tensor& offset_,
                                  const std::optional<at::Tensor>& mask_,
                                  const std::optional<at::Tensor>& bias, int64_t stride_h,
                                  int64_t stride_w, int64_t pad_h, int64_t pad_w,
                                  int64_t dilation_h, int64_t dilation_w, int64_t groups,
                                  int64_t offset_groups) {
   const DeformConvShape s =
-      check_deform_conv2d_args(input_, weight_, offset_, mask_, bias, stride_h, stride_w, pad_h,
+      check_deform_conv2d_args(input, weight, offset_, mask_, bias, stride_h, stride_w, pad_h,
                                pad_w, dilation_h, dilation_w, groups, offset_groups);
-  const at::Tensor input = input_.contiguous(), offset = offset_.contiguous();
-  const std::optional<at::Tensor> mask =
-      mask_ ? std::optional<at::Tensor>(mask_->contiguous()) : std::nullopt;
-  const int64_t n = input.size(0), c_out = weight_.size(0), P = s.out_size();
-  const int64_t rows_g = int64_t(s.channels / groups) * s.kernel_size();
-  const at::Tensor weight = weight_.contiguous().view({groups, c_out / groups, rows_g});
-
-  at::Tensor out = at::empty({n, c_out, s.out_h, s.out_w}, input.options());
+  const at::Tensor image = to_channels_last(kernels, input);
+  const at::Tensor offset = offset_.contiguous(), mask = contiguous_or_undefined(mask_);
+  const at::Tensor w = column_weight(weight);
+  const int64_t c_out = weight.size(0), total = s.batch * s.out_size();
   const int64_t chunk = column_chunk(s);
-  const at::Tensor buffer = at::empty({groups * rows_g * chunk}, input.options());
-  for (int64_t b = 0; b < n; ++b) {
-    const at::Tensor out_b = out.select(0, b).view({groups, c_out / groups, P});
-    const at::Tensor mask_b = image_or_undefined(mask, b);
-    for (int64_t p0 = 0; p0 < P; p0 += chunk) {
-      const int64_t q = std::min(chunk, P - p0);
-      at::Tensor col = column_view(buffer, groups * rows_g, q);
-      kernels.im2col(input.select(0, b), offset.select(0, b), mask_b, s, p0, col);
-      const at::Tensor col_g = col.view({groups, rows_g, q});
-      for (int64_t g = 0; g < groups; ++g) {
-        at::Tensor dst = out_b.select(0, g);
-        if (q == P) {
-          at::mm_out(dst, weight.select(0, g), col_g.select(0, g));
-        } else {
-          dst.narrow(1, p0, q).copy_(at::mm(weight.select(0, g), col_g.select(0, g)));
-        }
-      }
+
+  at::Tensor out_rows;  // [N * out_h * out_w, C_out]
+  const at::Tensor buffer = at::empty({chunk * s.column_width()}, input.options());
+  for (int64_t j0 = 0; j0 < total; j0 += chunk) {
+    const int64_t q = std::min(chunk, total - j0);
+    at::Tensor col = buffer.narrow(0, 0, q * s.column_width()).view({q, s.column_width()});
+    kernels.im2col(image, offset, mask, s, j0, col);
+    const at::Tensor rows = image_as_rows(at::conv2d(rows_as_image(col), w, bias, at::IntArrayRef{1}, at::IntArrayRef{0},
+                                                   at::IntArrayRef{1}, groups));
+    if (q == total) {
+      out_rows = rows;
+    } else {
+      if (!out_rows.defined()) out_rows = at::empty({total, c_out}, input.options());
+      out_rows.narrow(0, j0, q).copy_(rows);
     }
   }
-  if (bias) out.add_(bias->view({1, c_out, 1, 1}));
-  return out;
+  if (!out_rows.defined()) out_rows = at::empty({total, c_out}, input.options());
+  return kernels.transpose(out_rows.view({s.batch, s.out_size(), c_out}))
+      .view({s.batch, c_out, s.out_h, s.out_w});
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> deform_conv2d_backward(
-    const DeformColumnKernels& kernels, const at::Tensor& grad_out_, const at::Tensor& input_,
-    const at::Tensor& weight_, const at::Tensor& offset_, const std::optional<at::Tensor>& mask_,
+    const DeformColumnKernels& kernels, const at::Tensor& grad_out, const at::Tensor& input,
+    const at::Tensor& weight, const at::Tensor& offset_, const std::optional<at::Tensor>& mask_,
     const std::optional<at::Tensor>& bias, int64_t stride_h, int64_t stride_w, int64_t pad_h,
     int64_t pad_w, int64_t dilation_h, int64_t dilation_w, int64_t groups,
     int64_t offset_groups) {
   const DeformConvShape s =
-      check_deform_conv2d_args(input_, weight_, offset_, mask_, bias, stride_h, stride_w, pad_h,
+      check_deform_conv2d_args(input, weight, offset_, mask_, bias, stride_h, stride_w, pad_h,
                                pad_w, dilation_h, dilation_w, groups, offset_groups);
-  const int64_t n = input_.size(0), c_out = weight_.size(0), P = s.out_size();
-  const std::vector<int64_t> want_grad = {n, c_out, s.out_h, s.out_w};
-  TORCH_CHECK(grad_out_.sizes() == at::IntArrayRef(want_grad),
+  const int64_t c_out = weight.size(0), total = s.batch * s.out_size();
+  const std::vector<int64_t> want_grad = {s.batch, c_out, s.out_h, s.out_w};
+  TORCH_CHECK(grad_out.sizes() == at::IntArrayRef(want_grad),
               "deform_conv2d backward: grad_output must be ", shape_str(want_grad), ", got ",
-              shape_str(grad_out_.sizes()));
-  check_same(input_, grad_out_, "grad_output");
+              shape_str(grad_out.sizes()));
+  check_same(input, grad_out, "grad_output");
 
-  const at::Tensor input = input_.contiguous(), offset = offset_.contiguous();
-  const at::Tensor grad_out = grad_out_.contiguous();
-  const std::optional<at::Tensor> mask =
-      mask_ ? std::optional<at::Tensor>(mask_->contiguous()) : std::nullopt;
-  const int64_t c_out_g = c_out / groups;
-  const int64_t rows_g = int64_t(s.channels / groups) * s.kernel_size();
-  const at::Tensor weight = weight_.contiguous().view({groups, c_out_g, rows_g});
+  const at::Tensor image = to_channels_last(kernels, input);
+  const at::Tensor offset = offset_.contiguous(), mask = contiguous_or_undefined(mask_);
+  const at::Tensor w = column_weight(weight);
+  const at::Tensor grad_rows = to_channels_last(kernels, grad_out).view({total, c_out});
   const auto acc = input.options().dtype(at::toOpMathType(input.scalar_type()));
 
-  at::Tensor grad_input = at::zeros(input.sizes(), acc);
-  at::Tensor grad_weight = at::zeros({groups, c_out_g, rows_g}, acc);
+  at::Tensor grad_image = at::zeros(image.sizes(), acc);
+  at::Tensor grad_w = at::zeros(w.sizes(), acc);
   at::Tensor grad_offset = at::empty_like(offset);
-  at::Tensor grad_mask = mask ? at::empty_like(*mask) : at::empty({0}, input.options());
+  at::Tensor grad_mask = mask.defined() ? at::empty_like(mask) : at::Tensor();
 
   const int64_t chunk = column_chunk(s);
-  const at::Tensor col_buffer = at::empty({groups * rows_g * chunk}, input.options());
-  const at::Tensor grad_col_buffer = at::empty({groups * rows_g * chunk}, input.options());
-  for (int64_t b = 0; b < n; ++b) {
-    const at::Tensor grad_out_b = grad_out.select(0, b).view({groups, c_out_g, P});
-    const at::Tensor input_b = input.select(0, b), offset_b = offset.select(0, b);
-    const at::Tensor mask_b = image_or_undefined(mask, b);
-    at::Tensor grad_input_b = grad_input.select(0, b);
-    at::Tensor grad_offset_b = grad_offset.select(0, b);
-    at::Tensor grad_mask_b = mask ? grad_mask.select(0, b) : at::Tensor();
-    for (int64_t p0 = 0; p0 < P; p0 += chunk) {
-      const int64_t q = std::min(chunk, P - p0);
-      const at::Tensor go = q == P ? grad_out_b : grad_out_b.narrow(2, p0, q).contiguous();
-      at::Tensor grad_col = column_view(grad_col_buffer, groups * rows_g, q);
-      const at::Tensor grad_col_g = grad_col.view({groups, rows_g, q});
-      for (int64_t g = 0; g < groups; ++g) {
-        at::Tensor dst = grad_col_g.select(0, g);
-        at::mm_out(dst, weight.select(0, g).t(), go.select(0, g));
-      }
-      kernels.col2im(grad_col, offset_b, mask_b, s, p0, grad_input_b);
-      kernels.coord_grad(grad_col, input_b, offset_b, mask_b, s, p0, grad_offset_b, grad_mask_b);
-
-      at::Tensor col = column_view(col_buffer, groups * rows_g, q);
-      kernels.im2col(input_b, offset_b, mask_b, s, p0, col);
-      const at::Tensor col_g = col.view({groups, rows_g, q});
-      for (int64_t g = 0; g < groups; ++g) {
-        const at::Tensor prod = at::mm(go.select(0, g), col_g.select(0, g).t());
-        grad_weight.select(0, g).add_(prod);
-      }
-    }
+  const at::Tensor buffer = at::empty({chunk * s.column_width()}, input.options());
+  for (int64_t j0 = 0; j0 < total; j0 += chunk) {
+    const int64_t q = std::min(chunk, total - j0);
+    at::Tensor col = buffer.narrow(0, 0, q * s.column_width()).view({q, s.column_width()});
+    kernels.im2col(image, offset, mask, s, j0, col);
+    auto [grad_col_image, grad_w_chunk, unused] = at::convolution_backward(
+        rows_as_image(grad_rows.narrow(0, j0, q)), rows_as_image(col), w, std::nullopt, {1, 1},
+        {0, 0}, {1, 1}, false, {0, 0}, groups, {true, true, false});
+    const at::Tensor grad_col = image_as_rows(grad_col_image).contiguous();
+    kernels.col2im(grad_col, offset, mask, s, j0, grad_image);
+    kernels.coord_grad(grad_col, image, offset, mask, s, j0, grad_offset, grad_mask);
+    grad_w.add_(grad_w_chunk);
   }
-  at::Tensor grad_bias = bias ? grad_out.sum({0, 2, 3}, false, at::toOpMathType(input.scalar_type())).to(input.scalar_type())
+  const auto dtype = input.scalar_type();
+  const at::Tensor grad_input =
+      kernels.transpose(grad_image.view({s.batch, s.plane_size(), s.channels}))
+          .view(input.sizes())
+          .to(dtype);
+  const at::Tensor grad_weight =
+      grad_w.view({c_out, s.kernel_h, s.kernel_w, -1}).permute({0, 3, 1, 2}).contiguous().to(dtype);
+  at::Tensor grad_bias = bias ? grad_out.sum({0, 2, 3}, false, at::toOpMathType(dtype)).to(dtype)
                               : at::empty({0}, input.options());
-  return {grad_input.to(input.scalar_type()),
-          grad_weight.view(weight_.sizes()).to(input.scalar_type()), grad_offset, grad_mask,
-          grad_bias};
+  if (!grad_mask.defined()) grad_mask = at::empty({0}, input.options());
+  return {grad_input, grad_weight, grad_offset, grad_mask, grad_bias};
 }
 
 }  // namespace dcn

@@ -11,20 +11,22 @@
 
 namespace dcn {
 
-// Column kernels of one backend. Tensors are one image's, contiguous:
-// input [C, H, W]; offset [2*G*K, out_h, out_w]; mask [G*K, out_h, out_w] or undefined;
-// col / grad_col [C*K, Q] covering output positions p_begin .. p_begin + Q - 1.
+// Column kernels of one backend (layouts: csrc/kernels/deform_im2col.h). Tensors are contiguous:
+// input [N, H, W, C] (channels-last); offset [N, 2*G*K, out_h, out_w]; mask [N, G*K, out_h, out_w]
+// or undefined; col / grad_col [Q, C*K] for global output positions j0 .. j0 + Q - 1.
 struct DeformColumnKernels {
   // col = mask * bilinear(input) at every sampling point.
   void (*im2col)(const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask,
-                 const DeformConvShape& s, int64_t p_begin, at::Tensor& col);
-  // grad_input [C, H, W] (accumulation dtype) += scatter of grad_col.
+                 const DeformConvShape& s, int64_t j0, at::Tensor& col);
+  // grad_input [N, H, W, C] (accumulation dtype) += scatter of grad_col.
   void (*col2im)(const at::Tensor& grad_col, const at::Tensor& offset, const at::Tensor& mask,
-                 const DeformConvShape& s, int64_t p_begin, at::Tensor& grad_input);
-  // Writes grad_offset [2*G*K, out_h, out_w] and grad_mask (if defined) for the Q positions.
+                 const DeformConvShape& s, int64_t j0, at::Tensor& grad_input);
+  // Writes grad_offset [N, 2*G*K, out_h, out_w] and grad_mask (if defined) at the Q positions.
   void (*coord_grad)(const at::Tensor& grad_col, const at::Tensor& input,
                      const at::Tensor& offset, const at::Tensor& mask, const DeformConvShape& s,
-                     int64_t p_begin, at::Tensor& grad_offset, at::Tensor& grad_mask);
+                     int64_t j0, at::Tensor& grad_offset, at::Tensor& grad_mask);
+  // Batched transpose: returns [B, S, R] from src [B, R, S] (dtype kept), contiguous.
+  at::Tensor (*transpose)(const at::Tensor& src);
 };
 
 // Validates every argument (shapes, dtypes, devices, hyper-parameters) and returns the geometry.
