@@ -1,0 +1,28 @@
+// Launch helpers shared by the CUDA kernel files: 1-D grid-stride loops.
+#pragma once
+
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+
+#include <algorithm>
+
+namespace dcn {
+
+constexpr int kCudaThreads = 256;
+
+inline unsigned cuda_blocks(int64_t work) {
+  const int64_t blocks = (work + kCudaThreads - 1) / kCudaThreads;
+  return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>(blocks, int64_t(1) << 20)));
+}
+
+#define DCN_CUDA_KERNEL_LOOP(i, n)                                                   \
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < (n);        \
+       i += int64_t(blockDim.x) * gridDim.x)
+
+template <typename A>
+struct AtomicAdd {
+  __device__ void operator()(A* p, A v) const { atomicAdd(p, v); }
+};
+
+}  // namespace dcn
