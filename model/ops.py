@@ -8,24 +8,15 @@ from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor
+from torch.nn.modules.utils import _pair
 
 from . import _library  # noqa: F401  (loads torch.ops.dcn)
 
 __all__ = ["deform_conv2d", "deform_roi_pool", "ps_deform_roi_pool"]
 
 
-def _pair(v: List[int], name: str) -> Tuple[int, int]:
-    if len(v) == 1:
-        return v[0], v[0]
-    if len(v) == 2:
-        return v[0], v[1]
-    raise ValueError(f"{name} must be an int or a pair of ints, got {v}")
-
-
-def _as_list(v: object) -> List[int]:
-    if isinstance(v, int):
-        return [v]
-    return [int(x) for x in v]  # type: ignore[union-attr]
+def _shape(t: Tensor) -> List[int]:
+    return [int(d) for d in t.shape]
 
 
 def deform_conv2d(
@@ -33,9 +24,9 @@ def deform_conv2d(
     offset: Tensor,
     weight: Tensor,
     bias: Optional[Tensor] = None,
-    stride: List[int] = (1, 1),  # type: ignore[assignment]
-    padding: List[int] = (0, 0),  # type: ignore[assignment]
-    dilation: List[int] = (1, 1),  # type: ignore[assignment]
+    stride: Tuple[int, int] = (1, 1),
+    padding: Tuple[int, int] = (0, 0),
+    dilation: Tuple[int, int] = (1, 1),
     mask: Optional[Tensor] = None,
     groups: Optional[int] = None,
     offset_groups: Optional[int] = None,
@@ -68,28 +59,29 @@ def deform_conv2d(
         ValueError: when groups or offset_groups cannot be inferred from the shapes.
         RuntimeError: from the operator, naming the expected shape, for any other mismatch.
     """
-    sh, sw = _pair(_as_list(stride), "stride")
-    ph, pw = _pair(_as_list(padding), "padding")
-    dh, dw = _pair(_as_list(dilation), "dilation")
+    sh, sw = _pair(stride)
+    ph, pw = _pair(padding)
+    dh, dw = _pair(dilation)
     if input.dim() != 4 or weight.dim() != 4 or offset.dim() != 4:
         raise ValueError(
             "deform_conv2d expects 4-D input [N, C, H, W], weight [C_out, C/groups, kh, kw] and "
-            f"offset [N, 2*offset_groups*kh*kw, out_h, out_w]; got {list(input.shape)}, "
-            f"{list(weight.shape)}, {list(offset.shape)}"
+            "offset [N, 2*offset_groups*kh*kw, out_h, out_w]; got {}, {}, {}".format(
+                _shape(input), _shape(weight), _shape(offset)
+            )
         )
     kh, kw = weight.shape[2], weight.shape[3]
     if groups is None:
         if weight.shape[1] == 0 or input.shape[1] % weight.shape[1] != 0:
             raise ValueError(
-                f"cannot infer groups: input has {input.shape[1]} channels but weight "
-                f"{list(weight.shape)} expects a divisor of it in dim 1"
+                "cannot infer groups: input has {} channels, weight {} needs a divisor of it "
+                "in dim 1".format(input.shape[1], _shape(weight))
             )
         groups = input.shape[1] // weight.shape[1]
     if offset_groups is None:
-        if offset.shape[1] % (2 * kh * kw) != 0 or offset.shape[1] == 0:
+        if offset.shape[1] == 0 or offset.shape[1] % (2 * kh * kw) != 0:
             raise ValueError(
-                f"cannot infer offset_groups: offset has {offset.shape[1]} channels, expected a "
-                f"positive multiple of 2*kh*kw = {2 * kh * kw}"
+                "cannot infer offset_groups: offset has {} channels, expected a positive "
+                "multiple of 2*kh*kw = {}".format(offset.shape[1], 2 * kh * kw)
             )
         offset_groups = offset.shape[1] // (2 * kh * kw)
     return torch.ops.dcn.deform_conv2d(
@@ -101,7 +93,7 @@ def deform_roi_pool(
     input: Tensor,
     rois: Tensor,
     offset: Optional[Tensor],
-    output_size: List[int],
+    output_size: Tuple[int, int],
     spatial_scale: float = 1.0,
     sampling_ratio: int = 2,
     gamma: float = 0.1,
@@ -126,7 +118,7 @@ def deform_roi_pool(
     Returns:
         Tensor[K, C, out_h, out_w].
     """
-    oh, ow = _pair(_as_list(output_size), "output_size")
+    oh, ow = _pair(output_size)
     return torch.ops.dcn.deform_roi_pool(
         input, rois, offset, oh, ow, spatial_scale, sampling_ratio, gamma
     )
@@ -136,7 +128,7 @@ def ps_deform_roi_pool(
     input: Tensor,
     rois: Tensor,
     offset: Optional[Tensor],
-    output_size: List[int],
+    output_size: Tuple[int, int],
     spatial_scale: float = 1.0,
     sampling_ratio: int = 2,
     gamma: float = 0.1,
@@ -155,7 +147,7 @@ def ps_deform_roi_pool(
     Returns:
         Tensor[K, output_dim, out_h, out_w].
     """
-    oh, ow = _pair(_as_list(output_size), "output_size")
+    oh, ow = _pair(output_size)
     return torch.ops.dcn.ps_deform_roi_pool(
         input, rois, offset, oh, ow, spatial_scale, sampling_ratio, gamma
     )

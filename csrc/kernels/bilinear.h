@@ -54,12 +54,13 @@ DCN_HOST_DEVICE BilinearTaps<A> make_taps(int width, int y0, int y1, int x0, int
   return t;
 }
 
-// Zero padding: the plane is 0 outside [0, H-1] x [0, W-1]; a point at or beyond one pixel outside
-// samples 0. This is deformable convolution's convention (torchvision, ONNX DeformConv).
-// NaN or infinite coordinates also sample 0.
+// Zero padding: the plane is 0 outside [0, H-1] x [0, W-1], so a point one pixel or more outside
+// samples 0. This is deformable convolution's convention (torchvision, ONNX DeformConv). Derivatives
+// are one-sided from above at integer coordinates (as torchvision's), which at y = -1 or x = -1
+// is the slope towards the first row / column. NaN or infinite coordinates sample 0.
 template <typename A>
 DCN_HOST_DEVICE BilinearTaps<A> zero_padded_taps(int height, int width, A y, A x) {
-  if (!(y > A(-1) && y < A(height) && x > A(-1) && x < A(width))) return empty_taps<A>();
+  if (!(y >= A(-1) && y < A(height) && x >= A(-1) && x < A(width))) return empty_taps<A>();
   const int y0 = static_cast<int>(floor_(y));
   const int x0 = static_cast<int>(floor_(x));
   return make_taps<A>(width, y0, y0 + 1, x0, x0 + 1, y - A(y0), x - A(x0), y0 >= 0,

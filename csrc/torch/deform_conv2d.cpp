@@ -138,7 +138,7 @@ at::Tensor to_channels_last(const DeformColumnKernels& kernels, const at::Tensor
   if (t.is_contiguous(at::MemoryFormat::ChannelsLast)) {
     return t.permute({0, 2, 3, 1});
   }
-  return kernels.transpose(t.contiguous().view({t.size(0), t.size(1), -1}))
+  return kernels.transpose(t.contiguous().view({t.size(0), t.size(1), t.size(2) * t.size(3)}))
       .view({t.size(0), t.size(2), t.size(3), t.size(1)});
 }
 
@@ -231,7 +231,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> deform_co
           .view(input.sizes())
           .to(dtype);
   const at::Tensor grad_weight =
-      grad_w.view({c_out, s.kernel_h, s.kernel_w, -1}).permute({0, 3, 1, 2}).contiguous().to(dtype);
+      grad_w.view({c_out, s.kernel_h, s.kernel_w, s.channels_per_group()})
+          .permute({0, 3, 1, 2})
+          .contiguous()
+          .to(dtype);
   at::Tensor grad_bias = bias ? grad_out.sum({0, 2, 3}, false, at::toOpMathType(dtype)).to(dtype)
                               : at::empty({0}, input.options());
   if (!grad_mask.defined()) grad_mask = at::empty({0}, input.options());

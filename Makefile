@@ -1,0 +1,55 @@
+# dcnserve: `make setup` (venv + build), `make test`, `make bench`, `make test-asan`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+CUDA_HOME ?= /usr/local/cuda
+# Short arch list for CI builds; the Dockerfile builds the full list.
+TORCH_CUDA_ARCH_LIST ?= 8.0;9.0
+# Build the CUDA kernels whenever nvcc is present (no GPU needed to compile them).
+WITH_CUDA ?= $(shell test -x $(CUDA_HOME)/bin/nvcc && echo 1 || echo 0)
+MAX_JOBS ?= $(shell nproc)
+export CUDA_HOME TORCH_CUDA_ARCH_LIST MAX_JOBS
+
+SOURCES := $(wildcard csrc/kernels/*.h csrc/torch/*.h csrc/torch/*.cuh csrc/torch/*.cpp csrc/torch/*.cu) setup.py
+EXTENSION := model/.built-cuda$(WITH_CUDA)
+
+.PHONY: setup build test bench test-asan clean
+
+$(VENV)/.deps: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade --quiet pip
+	$(PY) -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+	  print('\n'.join(p['dependencies'] + p['optional-dependencies']['test']))" > $(VENV)/requirements.txt
+	$(PY) -m pip install --quiet -r $(VENV)/requirements.txt
+	touch $@
+
+# Incremental (ninja) build of model/_C; nvcc needs the cuSPARSE headers from the CUDA wheels.
+$(EXTENSION): $(VENV)/.deps $(SOURCES)
+	CPATH="$$($(PY) -c 'import nvidia, os; print(os.path.join(nvidia.__path__[0], "cu13", "include"))'):$$CPATH" \
+	  FORCE_CUDA=$(WITH_CUDA) $(PY) setup.py --quiet build_ext --inplace
+	rm -f model/.built*
+	touch $@
+
+build: $(EXTENSION)
+setup: build
+
+test: build
+	$(PY) -m pytest -q
+
+bench: build
+	$(PY) benchmarks/run.py
+
+# The CPU kernels built with AddressSanitizer in a separate tree, running the op tests.
+ASAN_DIR := build-asan
+test-asan: $(VENV)/.deps
+	rm -rf $(ASAN_DIR) && mkdir -p $(ASAN_DIR)
+	cp -r csrc model setup.py pyproject.toml tests $(ASAN_DIR)/
+	rm -f $(ASAN_DIR)/model/_C*.so $(ASAN_DIR)/model/.built*
+	cd $(ASAN_DIR) && DCN_SANITIZE=address FORCE_CUDA=0 ../$(PY) setup.py --quiet build_ext --inplace
+	cd $(ASAN_DIR) && LD_PRELOAD=$$(gcc -print-file-name=libasan.so) \
+	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 DCN_ASAN=1 \
+	  ../$(PY) -m pytest -q -p no:cacheprovider tests/test_deform_conv2d.py tests/test_deform_roi_pool.py tests/test_bad_input.py
+
+clean:
+	rm -rf build $(ASAN_DIR) model/_C*.so model/.built*
