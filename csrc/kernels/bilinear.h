@@ -120,13 +120,28 @@ DCN_HOST_DEVICE void bilinear_coord_grad(const T* data, const BilinearTaps<A>& t
   }
 }
 
-// Adds grad * w_i to each corner of `grad` through `add(ptr, value)` (a plain += on the CPU, an
-// atomic add on the GPU).
-template <typename A, typename Add>
+// Non-atomic accumulation for bilinear_scatter, where each thread owns what it writes.
+// (A named functor from this header, rather than a lambda at the call site, so that the CPU loops
+// compiled for AVX2 / AVX-512 can inline it.)
+struct PlainAdd {
+  template <typename A>
+  DCN_HOST_DEVICE void operator()(A* p, A v) const {
+    *p += v;
+  }
+};
+
+// Adds scale * w_i * values[c] to corner i of channel c of `grad`, for `count` consecutive
+// channels (contiguous in a channels-last image; count = 1 for one plane), through
+// `add(ptr, value)`: a plain += on the CPU, an atomic add on the GPU.
+template <typename A, typename T, typename Add>
 DCN_HOST_DEVICE void bilinear_scatter(A* grad, const BilinearTaps<A>& t, int64_t pixel_stride,
-                                      A value, Add add) {
+                                      const T* values, int count, A scale, Add add) {
   for (int i = 0; i < 4; ++i) {
-    if (t.w[i] != A(0)) add(grad + t.idx[i] * pixel_stride, value * t.w[i]);
+    if (t.w[i] == A(0)) continue;
+    A* dst = grad + t.idx[i] * pixel_stride;
+    const A f = scale * t.w[i];
+    DCN_SIMD
+    for (int c = 0; c < count; ++c) add(dst + c, f * A(values[c]));
   }
 }
 

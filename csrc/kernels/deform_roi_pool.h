@@ -102,8 +102,9 @@ template <typename A, typename Add>
 DCN_HOST_DEVICE void roi_bin_scatter(A* grad_plane, int height, int width, const RoIBin<A>& b,
                                      A grad, Add add) {
   const A g = grad / roi_bin_count(b);
-  for_each_bin_sample(b, height, width,
-                      [&](const BilinearTaps<A>& t) { bilinear_scatter(grad_plane, t, 1, g, add); });
+  for_each_bin_sample(b, height, width, [&](const BilinearTaps<A>& t) {
+    bilinear_scatter(grad_plane, t, 1, &g, 1, A(1), add);
+  });
 }
 
 // d (pooled value) / d offset[0] (x) and d offset[1] (y) of the bin on one channel plane.

@@ -2,6 +2,7 @@
 #include "deform_conv2d.h"
 
 #include <ATen/OpMathType.h>
+#include <ATen/record_function.h>
 
 #include <algorithm>
 
@@ -169,7 +170,10 @@ at::Tensor deform_conv2d_forward(const DeformColumnKernels& kernels, const at::T
   for (int64_t j0 = 0; j0 < total; j0 += chunk) {
     const int64_t q = std::min(chunk, total - j0);
     at::Tensor col = buffer.narrow(0, 0, q * s.column_width()).view({q, s.column_width()});
-    kernels.im2col(image, offset, mask, s, j0, col);
+    {
+      RECORD_FUNCTION("dcn::im2col", std::vector<c10::IValue>());
+      kernels.im2col(image, offset, mask, s, j0, col);
+    }
     const at::Tensor rows = image_as_rows(at::conv2d(rows_as_image(col), w, bias, at::IntArrayRef{1}, at::IntArrayRef{0},
                                                    at::IntArrayRef{1}, groups));
     if (q == total) {
@@ -202,12 +206,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> deform_co
 
   const at::Tensor image = to_channels_last(kernels, input);
   const at::Tensor offset = offset_.contiguous(), mask = contiguous_or_undefined(mask_);
-  const at::Tensor w = column_weight(weight);
+  const int64_t c_out_g = c_out / groups, rows_g = s.column_width() / groups;
+  const at::Tensor w_t = column_weight(weight)
+                             .view({groups, c_out_g, rows_g})
+                             .transpose(1, 2)
+                             .reshape({s.column_width(), c_out_g, 1, 1})
+                             .contiguous();
   const at::Tensor grad_rows = to_channels_last(kernels, grad_out).view({total, c_out});
   const auto acc = input.options().dtype(at::toOpMathType(input.scalar_type()));
 
   at::Tensor grad_image = at::zeros(image.sizes(), acc);
-  at::Tensor grad_w = at::zeros(w.sizes(), acc);
+  at::Tensor grad_w = at::zeros({groups, c_out_g, rows_g}, acc);  // column order
   at::Tensor grad_offset = at::empty_like(offset);
   at::Tensor grad_mask = mask.defined() ? at::empty_like(mask) : at::Tensor();
 
@@ -216,14 +225,29 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> deform_co
   for (int64_t j0 = 0; j0 < total; j0 += chunk) {
     const int64_t q = std::min(chunk, total - j0);
     at::Tensor col = buffer.narrow(0, 0, q * s.column_width()).view({q, s.column_width()});
-    kernels.im2col(image, offset, mask, s, j0, col);
-    auto [grad_col_image, grad_w_chunk, unused] = at::convolution_backward(
-        rows_as_image(grad_rows.narrow(0, j0, q)), rows_as_image(col), w, std::nullopt, {1, 1},
-        {0, 0}, {1, 1}, false, {0, 0}, groups, {true, true, false});
-    const at::Tensor grad_col = image_as_rows(grad_col_image).contiguous();
-    kernels.col2im(grad_col, offset, mask, s, j0, grad_image);
-    kernels.coord_grad(grad_col, image, offset, mask, s, j0, grad_offset, grad_mask);
-    grad_w.add_(grad_w_chunk);
+    {
+      RECORD_FUNCTION("dcn::im2col", std::vector<c10::IValue>());
+      kernels.im2col(image, offset, mask, s, j0, col);
+    }
+    const at::Tensor grad_rows_q = grad_rows.narrow(0, j0, q);
+    // grad_col = grad_rows x W (a 1x1 convolution with the transposed weight), and
+    // grad_W += grad_rows^T x col per group. (Faster here than at::convolution_backward.)
+    const at::Tensor grad_col = image_as_rows(at::conv2d(rows_as_image(grad_rows_q), w_t, {},
+                                                         at::IntArrayRef{1}, at::IntArrayRef{0},
+                                                         at::IntArrayRef{1}, groups))
+                                    .contiguous();
+    for (int64_t g = 0; g < groups; ++g) {
+      grad_w.select(0, g).add_(at::mm(grad_rows_q.narrow(1, g * c_out_g, c_out_g).t(),
+                                      col.narrow(1, g * rows_g, rows_g)));
+    }
+    {
+      RECORD_FUNCTION("dcn::col2im", std::vector<c10::IValue>());
+      kernels.col2im(grad_col, offset, mask, s, j0, grad_image);
+    }
+    {
+      RECORD_FUNCTION("dcn::coord_grad", std::vector<c10::IValue>());
+      kernels.coord_grad(grad_col, image, offset, mask, s, j0, grad_offset, grad_mask);
+    }
   }
   const auto dtype = input.scalar_type();
   const at::Tensor grad_input =

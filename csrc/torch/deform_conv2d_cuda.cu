@@ -58,9 +58,9 @@ __global__ void col2im_kernel(const T* grad_col, const T* offset, const T* mask,
     const BilinearTaps<A> t =
         deform_point_taps<A>(s, offset, o, g, ce.k / s.kernel_w, ce.k % s.kernel_w);
     const A m = deform_point_mask<A>(s, mask, o, g, ce.k);
-    const A grad = m * A(grad_col[ce.q * s.column_width() + s.column_index(ce.k, ce.c)]);
-    bilinear_scatter(grad_image + o.n * s.plane_size() * s.channels + ce.c, t, s.channels, grad,
-                     AtomicAdd<A>());
+    const T* grad = grad_col + ce.q * s.column_width() + s.column_index(ce.k, ce.c);
+    bilinear_scatter(grad_image + o.n * s.plane_size() * s.channels + ce.c, t, s.channels, grad, 1,
+                     m, AtomicAdd<A>());
   }
 }
 

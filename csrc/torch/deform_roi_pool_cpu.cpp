@@ -44,7 +44,6 @@ void backward_input_cpu(const at::Tensor& grad, const at::Tensor& rois, const at
     using A = at::opmath_type<scalar_t>;
     const scalar_t *g = grad.data_ptr<scalar_t>(), *r = rois.data_ptr<scalar_t>();
     A* gin = grad_input.data_ptr<A>();
-    const auto add = [](A* p, A v) { *p += v; };
     // Output channel c only ever reads input channels no other output channel reads, so threads
     // owning disjoint output channels scatter without races.
     at::parallel_for(0, s.out_channels, 1, [&](int64_t lo, int64_t hi) {
@@ -57,7 +56,7 @@ void backward_input_cpu(const at::Tensor& grad, const at::Tensor& rois, const at
               const RoIBin<A> bin = roi_bin<A>(s, roi, roi_offset<scalar_t>(offset, s, n), ph, pw);
               A* gplane = gin + (batch * s.channels + s.input_channel(c, ph, pw)) * plane;
               const A go = A(g[((n * s.out_channels + c) * s.pooled_h + ph) * s.pooled_w + pw]);
-              roi_bin_scatter(gplane, s.height, s.width, bin, go, add);
+              roi_bin_scatter(gplane, s.height, s.width, bin, go, PlainAdd());
             }
           }
         }
