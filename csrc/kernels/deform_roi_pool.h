@@ -123,4 +123,62 @@ DCN_HOST_DEVICE void roi_bin_offset_grad(const T* plane, int height, int width,
   grad_dy = sy / n * b.dy_doffset;
 }
 
+// ---- whole-op entry points, one output element (RoI n, channel c, bin (ph, pw)) at a time ----
+// input [N, C, H, W]; rois [K, 5] with valid batch indices; offset [K, 2, ph, pw] or nullptr.
+
+template <typename A, typename T>
+DCN_HOST_DEVICE RoIBin<A> roi_bin_at(const RoIPoolShape& s, const T* rois, const T* offset,
+                                     int64_t n, int ph, int pw) {
+  const T* roi_offset = offset != nullptr ? offset + n * 2 * s.pooled_h * s.pooled_w : nullptr;
+  return roi_bin<A>(s, rois + n * 5, roi_offset, ph, pw);
+}
+
+// Start of the input plane that output channel c of RoI n reads at bin (ph, pw).
+template <typename A, typename T>
+DCN_HOST_DEVICE int64_t roi_input_plane(const RoIPoolShape& s, const T* rois, int64_t n, int c,
+                                        int ph, int pw) {
+  const int64_t batch = static_cast<int64_t>(A(rois[n * 5]));
+  return (batch * s.channels + s.input_channel(c, ph, pw)) * s.height * s.width;
+}
+
+template <typename A, typename T>
+DCN_HOST_DEVICE A roi_pool_output(const RoIPoolShape& s, const T* input, const T* rois,
+                                  const T* offset, int64_t n, int c, int ph, int pw) {
+  const RoIBin<A> bin = roi_bin_at<A>(s, rois, offset, n, ph, pw);
+  return roi_bin_average(input + roi_input_plane<A>(s, rois, n, c, ph, pw), s.height, s.width,
+                         bin);
+}
+
+// grad_input [N, C, H, W] (accumulation type) += the output element's gradient spread.
+template <typename A, typename T, typename Add>
+DCN_HOST_DEVICE void roi_pool_scatter(const RoIPoolShape& s, A* grad_input, const T* rois,
+                                      const T* offset, int64_t n, int c, int ph, int pw, A grad,
+                                      Add add) {
+  const RoIBin<A> bin = roi_bin_at<A>(s, rois, offset, n, ph, pw);
+  roi_bin_scatter(grad_input + roi_input_plane<A>(s, rois, n, c, ph, pw), s.height, s.width, bin,
+                  grad, add);
+}
+
+// Offset gradient of bin (ph, pw) of RoI n, summed over output channels, stored into
+// grad_offset [K, 2, ph, pw]. grad: output gradient [K, out_channels, ph, pw].
+template <typename A, typename T>
+DCN_HOST_DEVICE void roi_pool_offset_grad(const RoIPoolShape& s, const T* input, const T* rois,
+                                          const T* offset, const T* grad, int64_t n, int ph,
+                                          int pw, T* grad_offset) {
+  const RoIBin<A> bin = roi_bin_at<A>(s, rois, offset, n, ph, pw);
+  const int64_t bins = int64_t(s.pooled_h) * s.pooled_w, at = ph * s.pooled_w + pw;
+  A sum_dx = A(0), sum_dy = A(0);
+  for (int c = 0; c < s.out_channels; ++c) {
+    const A g = A(grad[(n * s.out_channels + c) * bins + at]);
+    if (g == A(0)) continue;
+    A dx, dy;
+    roi_bin_offset_grad(input + roi_input_plane<A>(s, rois, n, c, ph, pw), s.height, s.width,
+                        bin, dx, dy);
+    sum_dx += g * dx;
+    sum_dy += g * dy;
+  }
+  grad_offset[n * 2 * bins + at] = T(sum_dx);
+  grad_offset[(n * 2 + 1) * bins + at] = T(sum_dy);
+}
+
 }  // namespace dcn

@@ -143,6 +143,25 @@ at::Tensor to_channels_last(const DeformColumnKernels& kernels, const at::Tensor
       .view({t.size(0), t.size(2), t.size(3), t.size(1)});
 }
 
+// Builds the column buffer chunk by chunk (bounded memory) and calls fn(j0, q, col) with the
+// [q, C*K] columns of global output positions j0 .. j0 + q - 1.
+template <typename Fn>
+void for_each_column_chunk(const DeformColumnKernels& kernels, const DeformConvShape& s,
+                           const at::Tensor& image, const at::Tensor& offset,
+                           const at::Tensor& mask, const Fn& fn) {
+  const int64_t total = s.batch * s.out_size(), chunk = column_chunk(s);
+  const at::Tensor buffer = at::empty({std::min(chunk, total) * s.column_width()}, image.options());
+  for (int64_t j0 = 0; j0 < total; j0 += chunk) {
+    const int64_t q = std::min(chunk, total - j0);
+    at::Tensor col = buffer.narrow(0, 0, q * s.column_width()).view({q, s.column_width()});
+    {
+      RECORD_FUNCTION("dcn::im2col", std::vector<c10::IValue>());
+      kernels.im2col(image, offset, mask, s, j0, col);
+    }
+    fn(j0, q, col);
+  }
+}
+
 at::Tensor contiguous_or_undefined(const std::optional<at::Tensor>& t) {
   return t ? t->contiguous() : at::Tensor();
 }
@@ -163,26 +182,19 @@ at::Tensor deform_conv2d_forward(const DeformColumnKernels& kernels, const at::T
   const at::Tensor offset = offset_.contiguous(), mask = contiguous_or_undefined(mask_);
   const at::Tensor w = column_weight(weight);
   const int64_t c_out = weight.size(0), total = s.batch * s.out_size();
-  const int64_t chunk = column_chunk(s);
-
   at::Tensor out_rows;  // [N * out_h * out_w, C_out]
-  const at::Tensor buffer = at::empty({chunk * s.column_width()}, input.options());
-  for (int64_t j0 = 0; j0 < total; j0 += chunk) {
-    const int64_t q = std::min(chunk, total - j0);
-    at::Tensor col = buffer.narrow(0, 0, q * s.column_width()).view({q, s.column_width()});
-    {
-      RECORD_FUNCTION("dcn::im2col", std::vector<c10::IValue>());
-      kernels.im2col(image, offset, mask, s, j0, col);
-    }
-    const at::Tensor rows = image_as_rows(at::conv2d(rows_as_image(col), w, bias, at::IntArrayRef{1}, at::IntArrayRef{0},
-                                                   at::IntArrayRef{1}, groups));
+  for_each_column_chunk(kernels, s, image, offset, mask,
+                        [&](int64_t j0, int64_t q, const at::Tensor& col) {
+    const at::Tensor rows = image_as_rows(at::conv2d(rows_as_image(col), w, bias,
+                                                     at::IntArrayRef{1}, at::IntArrayRef{0},
+                                                     at::IntArrayRef{1}, groups));
     if (q == total) {
       out_rows = rows;
     } else {
       if (!out_rows.defined()) out_rows = at::empty({total, c_out}, input.options());
       out_rows.narrow(0, j0, q).copy_(rows);
     }
-  }
+  });
   if (!out_rows.defined()) out_rows = at::empty({total, c_out}, input.options());
   return kernels.transpose(out_rows.view({s.batch, s.out_size(), c_out}))
       .view({s.batch, c_out, s.out_h, s.out_w});
@@ -220,15 +232,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> deform_co
   at::Tensor grad_offset = at::empty_like(offset);
   at::Tensor grad_mask = mask.defined() ? at::empty_like(mask) : at::Tensor();
 
-  const int64_t chunk = column_chunk(s);
-  const at::Tensor buffer = at::empty({chunk * s.column_width()}, input.options());
-  for (int64_t j0 = 0; j0 < total; j0 += chunk) {
-    const int64_t q = std::min(chunk, total - j0);
-    at::Tensor col = buffer.narrow(0, 0, q * s.column_width()).view({q, s.column_width()});
-    {
-      RECORD_FUNCTION("dcn::im2col", std::vector<c10::IValue>());
-      kernels.im2col(image, offset, mask, s, j0, col);
-    }
+  for_each_column_chunk(kernels, s, image, offset, mask,
+                        [&](int64_t j0, int64_t q, const at::Tensor& col) {
     const at::Tensor grad_rows_q = grad_rows.narrow(0, j0, q);
     // grad_col = grad_rows x W (a 1x1 convolution with the transposed weight), and
     // grad_W += grad_rows^T x col per group. (Faster here than at::convolution_backward.)
@@ -248,7 +253,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> deform_co
       RECORD_FUNCTION("dcn::coord_grad", std::vector<c10::IValue>());
       kernels.coord_grad(grad_col, image, offset, mask, s, j0, grad_offset, grad_mask);
     }
-  }
+  });
   const auto dtype = input.scalar_type();
   const at::Tensor grad_input =
       kernels.transpose(grad_image.view({s.batch, s.plane_size(), s.channels}))

@@ -31,20 +31,36 @@ __device__ ColumnEntry column_entry(const DeformConvShape& s, int64_t e) {
   return r;
 }
 
+// The sampling point behind column entry e (of the columns starting at global position j0).
+template <typename A>
+struct ColumnPoint {
+  ColumnEntry entry;
+  OutputPosition position;
+  BilinearTaps<A> taps;
+  A mask;
+};
+
+template <typename A, typename T>
+__device__ ColumnPoint<A> column_point(const DeformConvShape& s, const T* offset, const T* mask,
+                                       int64_t j0, int64_t e) {
+  ColumnPoint<A> cp;
+  cp.entry = column_entry(s, e);
+  cp.position = output_position(s, j0 + cp.entry.q);
+  const int g = cp.entry.c / s.channels_per_offset_group(), k = cp.entry.k;
+  cp.taps = deform_point_taps<A>(s, offset, cp.position, g, k / s.kernel_w, k % s.kernel_w);
+  cp.mask = deform_point_mask<A>(s, mask, cp.position, g, k);
+  return cp;
+}
+
 template <typename T>
 __global__ void im2col_kernel(const T* image, const T* offset, const T* mask, DeformConvShape s,
                               int64_t j0, int64_t Q, T* col) {
   using A = at::opmath_type<T>;
   DCN_CUDA_KERNEL_LOOP(e, Q * s.column_width()) {
-    const ColumnEntry ce = column_entry(s, e);
-    const OutputPosition o = output_position(s, j0 + ce.q);
-    const int g = ce.c / s.channels_per_offset_group();
-    const BilinearTaps<A> t =
-        deform_point_taps<A>(s, offset, o, g, ce.k / s.kernel_w, ce.k % s.kernel_w);
-    const A m = deform_point_mask<A>(s, mask, o, g, ce.k);
-    const T* src = image + o.n * s.plane_size() * s.channels + ce.c;
-    col[ce.q * s.column_width() + s.column_index(ce.k, ce.c)] =
-        T(m * bilinear_sample(src, t, s.channels));
+    const ColumnPoint<A> cp = column_point<A>(s, offset, mask, j0, e);
+    const T* src = image + cp.position.n * s.plane_size() * s.channels + cp.entry.c;
+    col[cp.entry.q * s.column_width() + s.column_index(cp.entry.k, cp.entry.c)] =
+        T(cp.mask * bilinear_sample(src, cp.taps, s.channels));
   }
 }
 
@@ -52,15 +68,10 @@ template <typename T, typename A>
 __global__ void col2im_kernel(const T* grad_col, const T* offset, const T* mask,
                               DeformConvShape s, int64_t j0, int64_t Q, A* grad_image) {
   DCN_CUDA_KERNEL_LOOP(e, Q * s.column_width()) {
-    const ColumnEntry ce = column_entry(s, e);
-    const OutputPosition o = output_position(s, j0 + ce.q);
-    const int g = ce.c / s.channels_per_offset_group();
-    const BilinearTaps<A> t =
-        deform_point_taps<A>(s, offset, o, g, ce.k / s.kernel_w, ce.k % s.kernel_w);
-    const A m = deform_point_mask<A>(s, mask, o, g, ce.k);
-    const T* grad = grad_col + ce.q * s.column_width() + s.column_index(ce.k, ce.c);
-    bilinear_scatter(grad_image + o.n * s.plane_size() * s.channels + ce.c, t, s.channels, grad, 1,
-                     m, AtomicAdd<A>());
+    const ColumnPoint<A> cp = column_point<A>(s, offset, mask, j0, e);
+    const T* grad = grad_col + cp.entry.q * s.column_width() + s.column_index(cp.entry.k, cp.entry.c);
+    bilinear_scatter(grad_image + cp.position.n * s.plane_size() * s.channels + cp.entry.c,
+                     cp.taps, s.channels, grad, 1, cp.mask, AtomicAdd<A>());
   }
 }
 

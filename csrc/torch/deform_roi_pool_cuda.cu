@@ -26,22 +26,12 @@ __device__ BinIndex bin_index(const RoIPoolShape& s, int64_t i) {
 }
 
 template <typename T>
-__device__ const T* roi_offset(const T* offset, const RoIPoolShape& s, int64_t n) {
-  return offset != nullptr ? offset + n * 2 * s.pooled_h * s.pooled_w : nullptr;
-}
-
-template <typename T>
 __global__ void forward_kernel(const T* input, const T* rois, const T* offset, RoIPoolShape s,
                                int64_t count, T* out) {
   using A = at::opmath_type<T>;
   DCN_CUDA_KERNEL_LOOP(i, count) {
     const BinIndex b = bin_index(s, i);
-    const T* roi = rois + b.n * 5;
-    const RoIBin<A> bin = roi_bin<A>(s, roi, roi_offset(offset, s, b.n), b.ph, b.pw);
-    const int64_t batch = static_cast<int64_t>(A(roi[0]));
-    const T* plane =
-        input + (batch * s.channels + s.input_channel(b.c, b.ph, b.pw)) * s.height * s.width;
-    out[i] = T(roi_bin_average(plane, s.height, s.width, bin));
+    out[i] = T(roi_pool_output<A>(s, input, rois, offset, b.n, b.c, b.ph, b.pw));
   }
 }
 
@@ -50,12 +40,8 @@ __global__ void backward_input_kernel(const T* grad, const T* rois, const T* off
                                       RoIPoolShape s, int64_t count, A* grad_input) {
   DCN_CUDA_KERNEL_LOOP(i, count) {
     const BinIndex b = bin_index(s, i);
-    const T* roi = rois + b.n * 5;
-    const RoIBin<A> bin = roi_bin<A>(s, roi, roi_offset(offset, s, b.n), b.ph, b.pw);
-    const int64_t batch = static_cast<int64_t>(A(roi[0]));
-    A* plane =
-        grad_input + (batch * s.channels + s.input_channel(b.c, b.ph, b.pw)) * s.height * s.width;
-    roi_bin_scatter(plane, s.height, s.width, bin, A(grad[i]), AtomicAdd<A>());
+    roi_pool_scatter(s, grad_input, rois, offset, b.n, b.c, b.ph, b.pw, A(grad[i]),
+                     AtomicAdd<A>());
   }
 }
 
@@ -67,23 +53,9 @@ __global__ void backward_offset_kernel(const T* grad, const T* input, const T* r
   using A = at::opmath_type<T>;
   const int64_t bins = int64_t(s.pooled_h) * s.pooled_w;
   DCN_CUDA_KERNEL_LOOP(i, count) {
-    const int64_t n = i / bins;
-    const int ph = static_cast<int>(i % bins / s.pooled_w), pw = static_cast<int>(i % s.pooled_w);
-    const T* roi = rois + n * 5;
-    const RoIBin<A> bin = roi_bin<A>(s, roi, roi_offset(offset, s, n), ph, pw);
-    const int64_t batch = static_cast<int64_t>(A(roi[0]));
-    A sum_dx = A(0), sum_dy = A(0);
-    for (int c = 0; c < s.out_channels; ++c) {
-      const A go = A(grad[(n * s.out_channels + c) * bins + ph * s.pooled_w + pw]);
-      const T* plane =
-          input + (batch * s.channels + s.input_channel(c, ph, pw)) * s.height * s.width;
-      A dx, dy;
-      roi_bin_offset_grad(plane, s.height, s.width, bin, dx, dy);
-      sum_dx += go * dx;
-      sum_dy += go * dy;
-    }
-    grad_offset[n * 2 * bins + ph * s.pooled_w + pw] = T(sum_dx);
-    grad_offset[(n * 2 + 1) * bins + ph * s.pooled_w + pw] = T(sum_dy);
+    roi_pool_offset_grad<A>(s, input, rois, offset, grad, i / bins,
+                            static_cast<int>(i % bins / s.pooled_w),
+                            static_cast<int>(i % s.pooled_w), grad_offset);
   }
 }
 
