@@ -14,6 +14,16 @@
 #include "deform_conv2d.h"
 
 namespace dcn {
+// at::parallel_for as the column loops' parallel policy.
+struct AtenParallel {
+  template <typename F>
+  static void run(int64_t begin, int64_t end, int64_t grain, const F& f) {
+    at::parallel_for(begin, end, grain, f);
+  }
+};
+}  // namespace dcn
+
+namespace dcn {
 namespace cpu_baseline {
 #include "deform_conv2d_cpu_loops.inc"
 }  // namespace cpu_baseline
