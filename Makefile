@@ -11,7 +11,7 @@ WITH_CUDA ?= $(shell test -x $(CUDA_HOME)/bin/nvcc && echo 1 || echo 0)
 MAX_JOBS ?= $(shell nproc)
 export CUDA_HOME TORCH_CUDA_ARCH_LIST MAX_JOBS
 
-SOURCES := $(wildcard csrc/kernels/*.h csrc/cpu/*.inc csrc/torch/*.h csrc/torch/*.inc csrc/torch/*.cuh csrc/torch/*.cpp csrc/torch/*.cu) setup.py
+SOURCES := $(wildcard csrc/kernels/*.h csrc/common/*.h csrc/cpu/*.inc csrc/torch/*.h csrc/torch/*.inc csrc/torch/*.cuh csrc/torch/*.cpp csrc/torch/*.cu) setup.py
 EXTENSION := model/.built-cuda$(WITH_CUDA)
 
 .PHONY: setup build test bench test-asan clean

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 
+#include "../common/shape_checks.h"
 #include "tensor_checks.h"
 
 namespace dcn {
@@ -28,85 +29,28 @@ DeformConvShape check_deform_conv2d_args(const at::Tensor& input, const at::Tens
                                          int64_t stride_w, int64_t pad_h, int64_t pad_w,
                                          int64_t dilation_h, int64_t dilation_w, int64_t groups,
                                          int64_t offset_groups) {
-  TORCH_CHECK(input.dim() == 4, "deform_conv2d: input must be [N, C, H, W], got ",
-              shape_str(input.sizes()));
-  TORCH_CHECK(weight.dim() == 4, "deform_conv2d: weight must be [C_out, C/groups, kh, kw], got ",
-              shape_str(weight.sizes()));
-  TORCH_CHECK(offset.dim() == 4,
-              "deform_conv2d: offset must be [N, 2*offset_groups*kh*kw, out_h, out_w], got ",
-              shape_str(offset.sizes()));
   TORCH_CHECK(at::isFloatingType(input.scalar_type()),
               "deform_conv2d: input must be a floating-point tensor, got ", input.scalar_type());
   check_same(input, weight, "weight");
   check_same(input, offset, "offset");
   if (mask) check_same(input, *mask, "mask");
   if (bias) check_same(input, *bias, "bias");
-  TORCH_CHECK(stride_h > 0 && stride_w > 0, "deform_conv2d: stride must be positive, got (",
-              stride_h, ", ", stride_w, ")");
-  TORCH_CHECK(pad_h >= 0 && pad_w >= 0, "deform_conv2d: padding must be non-negative, got (",
-              pad_h, ", ", pad_w, ")");
-  TORCH_CHECK(dilation_h > 0 && dilation_w > 0, "deform_conv2d: dilation must be positive, got (",
-              dilation_h, ", ", dilation_w, ")");
-  TORCH_CHECK(groups > 0, "deform_conv2d: groups must be positive, got ", groups);
-  TORCH_CHECK(offset_groups > 0, "deform_conv2d: offset_groups must be positive, got ",
-              offset_groups);
-
-  const int64_t n = input.size(0), c = input.size(1), h = input.size(2), w = input.size(3);
-  const int64_t c_out = weight.size(0), kh = weight.size(2), kw = weight.size(3);
-  TORCH_CHECK(c > 0 && h > 0 && w > 0, "deform_conv2d: input must have channels and pixels, got ",
-              shape_str(input.sizes()));
-  TORCH_CHECK(kh > 0 && kw > 0 && c_out > 0, "deform_conv2d: weight must be non-empty, got ",
-              shape_str(weight.sizes()));
-  TORCH_CHECK(c % groups == 0 && weight.size(1) * groups == c,
-              "deform_conv2d: weight must be [C_out, C/groups, kh, kw] = [", c_out, ", ",
-              c / groups, ", ", kh, ", ", kw, "] for C=", c, " and groups=", groups, ", got ",
-              shape_str(weight.sizes()));
-  TORCH_CHECK(c_out % groups == 0, "deform_conv2d: C_out=", c_out,
-              " must be divisible by groups=", groups);
-  TORCH_CHECK(c % offset_groups == 0, "deform_conv2d: C=", c,
-              " must be divisible by offset_groups=", offset_groups);
-
-  const int64_t out_h = (h + 2 * pad_h - (dilation_h * (kh - 1) + 1)) / stride_h + 1;
-  const int64_t out_w = (w + 2 * pad_w - (dilation_w * (kw - 1) + 1)) / stride_w + 1;
-  TORCH_CHECK(out_h > 0 && out_w > 0, "deform_conv2d: the ", kh, "x", kw,
-              " kernel (dilation ", dilation_h, "x", dilation_w, ") does not fit the padded ", h,
-              "x", w, " input (padding ", pad_h, "x", pad_w, ")");
-  const int64_t points = offset_groups * kh * kw;
-  const std::vector<int64_t> want_offset = {n, 2 * points, out_h, out_w};
-  TORCH_CHECK(offset.sizes() == at::IntArrayRef(want_offset),
-              "deform_conv2d: offset must be [N, 2*offset_groups*kh*kw, out_h, out_w] = ",
-              shape_str(want_offset), ", got ", shape_str(offset.sizes()));
-  if (mask) {
-    const std::vector<int64_t> want_mask = {n, points, out_h, out_w};
-    TORCH_CHECK(mask->sizes() == at::IntArrayRef(want_mask),
-                "deform_conv2d: mask must be [N, offset_groups*kh*kw, out_h, out_w] = ",
-                shape_str(want_mask), ", got ", shape_str(mask->sizes()));
-  }
-  if (bias) {
-    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == c_out, "deform_conv2d: bias must be [",
-                c_out, "], got ", shape_str(bias->sizes()));
-  }
-  TORCH_CHECK(h * w < (int64_t(1) << 31) && n < (int64_t(1) << 31),
-              "deform_conv2d: images of 2^31 pixels or more, or batches of 2^31 images, are not "
-              "supported");
-
+  const Shape mask_shape = mask ? mask->sizes().vec() : Shape();
+  const Shape bias_shape = bias ? bias->sizes().vec() : Shape();
+  DeformConvParams p;
+  p.stride_h = stride_h;
+  p.stride_w = stride_w;
+  p.pad_top = p.pad_bottom = pad_h;
+  p.pad_left = p.pad_right = pad_w;
+  p.dilation_h = dilation_h;
+  p.dilation_w = dilation_w;
+  p.groups = groups;
+  p.offset_groups = offset_groups;
   DeformConvShape s;
-  s.batch = static_cast<int>(n);
-  s.groups = static_cast<int>(groups);
-  s.channels = static_cast<int>(c);
-  s.height = static_cast<int>(h);
-  s.width = static_cast<int>(w);
-  s.kernel_h = static_cast<int>(kh);
-  s.kernel_w = static_cast<int>(kw);
-  s.stride_h = static_cast<int>(stride_h);
-  s.stride_w = static_cast<int>(stride_w);
-  s.pad_h = static_cast<int>(pad_h);
-  s.pad_w = static_cast<int>(pad_w);
-  s.dilation_h = static_cast<int>(dilation_h);
-  s.dilation_w = static_cast<int>(dilation_w);
-  s.out_h = static_cast<int>(out_h);
-  s.out_w = static_cast<int>(out_w);
-  s.offset_groups = static_cast<int>(offset_groups);
+  const std::string error = check_deform_conv_shapes(
+      input.sizes().vec(), weight.sizes().vec(), offset.sizes().vec(), mask ? &mask_shape : nullptr,
+      bias ? &bias_shape : nullptr, p, &s);
+  TORCH_CHECK(error.empty(), "deform_conv2d: ", error);
   return s;
 }
 

@@ -5,70 +5,36 @@
 
 #include <cmath>
 
+#include "../common/shape_checks.h"
 #include "tensor_checks.h"
 
 namespace dcn {
-namespace {
-constexpr int64_t kMaxSamplingRatio = 64;
-}
-
 RoIPoolShape check_roi_pool_args(const at::Tensor& input, const at::Tensor& rois,
                                  const std::optional<at::Tensor>& offset, int64_t pooled_h,
                                  int64_t pooled_w, double spatial_scale, int64_t sampling_ratio,
                                  double gamma, bool position_sensitive) {
   const char* op = position_sensitive ? "ps_deform_roi_pool" : "deform_roi_pool";
-  TORCH_CHECK(input.dim() == 4, op, ": input must be [N, C, H, W], got ",
-              shape_str(input.sizes()));
   TORCH_CHECK(at::isFloatingType(input.scalar_type()), op,
               ": input must be a floating-point tensor, got ", input.scalar_type());
   check_same_device_dtype(op, input, rois, "rois");
-  TORCH_CHECK(rois.dim() == 2 && rois.size(1) == 5, op,
-              ": rois must be [K, 5] rows of (batch_index, x1, y1, x2, y2), got ",
-              shape_str(rois.sizes()));
-  TORCH_CHECK(pooled_h > 0 && pooled_w > 0, op, ": output size must be positive, got (",
-              pooled_h, ", ", pooled_w, ")");
-  TORCH_CHECK(std::isfinite(spatial_scale) && spatial_scale > 0, op,
-              ": spatial_scale must be a positive number, got ", spatial_scale);
-  TORCH_CHECK(std::isfinite(gamma), op, ": gamma must be finite, got ", gamma);
-  TORCH_CHECK(sampling_ratio <= kMaxSamplingRatio, op, ": sampling_ratio must be at most ",
-              kMaxSamplingRatio, " (<= 0 picks it per RoI), got ", sampling_ratio);
-  const int64_t n = input.size(0), c = input.size(1), h = input.size(2), w = input.size(3);
-  const int64_t k = rois.size(0);
-  TORCH_CHECK(c > 0 && h > 0 && w > 0, op, ": input must have channels and pixels, got ",
-              shape_str(input.sizes()));
-  if (position_sensitive) {
-    TORCH_CHECK(c % (pooled_h * pooled_w) == 0, op, ": input channels (", c,
-                ") must be output_dim * pooled_h * pooled_w with pooled size ", pooled_h, "x",
-                pooled_w);
-  }
-  if (offset) {
-    check_same_device_dtype(op, input, *offset, "offset");
-    const std::vector<int64_t> want = {k, 2, pooled_h, pooled_w};
-    TORCH_CHECK(offset->sizes() == at::IntArrayRef(want), op,
-                ": offset must be [K, 2, pooled_h, pooled_w] = ", shape_str(want), ", got ",
-                shape_str(offset->sizes()));
-  }
-  if (k > 0) {
+  if (offset) check_same_device_dtype(op, input, *offset, "offset");
+  const Shape offset_shape = offset ? offset->sizes().vec() : Shape();
+  RoIPoolShape s;
+  const std::string error = check_roi_pool_shapes(
+      input.sizes().vec(), rois.sizes().vec(), offset ? &offset_shape : nullptr, pooled_h,
+      pooled_w, spatial_scale, sampling_ratio, gamma, position_sensitive, &s);
+  TORCH_CHECK(error.empty(), op, ": ", error);
+  if (rois.size(0) > 0) {
     // Reading a RoI's batch index must never leave the input: reject any that is not an integer
-    // in [0, N). (One device sync on CUDA.)
+    // in [0, N). (Checked on the device: one sync on CUDA.)
     const at::Tensor index = rois.select(1, 0);
-    const bool ok = at::logical_and(index.ge(0), index.lt(n))
+    const bool ok = at::logical_and(index.ge(0), index.lt(input.size(0)))
                         .logical_and_(index.eq(index.floor()))
                         .all()
                         .item<bool>();
-    TORCH_CHECK(ok, op, ": rois[:, 0] must hold integer batch indices in [0, ", n, ")");
+    TORCH_CHECK(ok, op, ": rois[:, 0] must hold integer batch indices in [0, ", input.size(0),
+                ")");
   }
-  RoIPoolShape s;
-  s.channels = static_cast<int>(c);
-  s.height = static_cast<int>(h);
-  s.width = static_cast<int>(w);
-  s.pooled_h = static_cast<int>(pooled_h);
-  s.pooled_w = static_cast<int>(pooled_w);
-  s.out_channels = static_cast<int>(position_sensitive ? c / (pooled_h * pooled_w) : c);
-  s.sampling_ratio = static_cast<int>(std::max<int64_t>(sampling_ratio, 0));
-  s.position_sensitive = position_sensitive;
-  s.spatial_scale = spatial_scale;
-  s.gamma = gamma;
   return s;
 }
 
