@@ -31,7 +31,20 @@ $(EXTENSION): $(VENV)/.deps $(SOURCES)
 	rm -f model/.built*
 	touch $@
 
-build: $(EXTENSION)
+# ONNX Runtime custom-op library: no libtorch, no BLAS (it calls ONNX Runtime's own Gemm).
+ORT_HEADERS := third_party/onnxruntime/onnxruntime_cxx_api.h
+ORT_LIB := onnx_plugins/lib/libdcn_ort.so
+ORT_SOURCES := $(wildcard onnx_plugins/src/*.h onnx_plugins/src/*.cc csrc/kernels/*.h csrc/common/*.h csrc/cpu/*.inc)
+
+$(ORT_HEADERS):
+	bash onnx_plugins/fetch_ort_headers.sh third_party
+
+$(ORT_LIB): $(VENV)/.deps $(ORT_HEADERS) $(ORT_SOURCES)
+	mkdir -p onnx_plugins/lib
+	g++ -std=c++17 -O3 -fPIC -shared -fopenmp-simd -DDCN_OPENMP_SIMD -Wall -Ithird_party/onnxruntime \
+	  onnx_plugins/src/*.cc -Wl,--no-undefined -o $@
+
+build: $(EXTENSION) $(ORT_LIB)
 setup: build
 
 test: build
@@ -56,4 +69,4 @@ test-asan: $(VENV)/.deps
 	  ../$(PY) -m pytest -q -p no:cacheprovider tests/test_deform_conv2d.py tests/test_deform_roi_pool.py tests/test_bad_input.py
 
 clean:
-	rm -rf build $(ASAN_DIR) model/_C*.so model/.built*
+	rm -rf build $(ASAN_DIR) model/_C*.so model/.built* onnx_plugins/lib

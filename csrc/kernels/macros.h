@@ -12,8 +12,9 @@
 #endif
 
 // Marks a loop over channels as safe to vectorise (no loop-carried dependences, no aliasing
-// between its stores and loads) where the host compiler understands OpenMP SIMD.
-#if defined(_OPENMP) && !defined(__CUDA_ARCH__)
+// between its stores and loads) where the host compiler understands OpenMP SIMD (-fopenmp, or
+// -fopenmp-simd with DCN_OPENMP_SIMD defined).
+#if (defined(_OPENMP) || defined(DCN_OPENMP_SIMD)) && !defined(__CUDA_ARCH__)
 #define DCN_SIMD _Pragma("omp simd")
 #else
 #define DCN_SIMD

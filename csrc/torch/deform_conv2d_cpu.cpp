@@ -17,7 +17,7 @@ namespace dcn {
 // at::parallel_for as the column loops' parallel policy.
 struct AtenParallel {
   template <typename F>
-  static void run(int64_t begin, int64_t end, int64_t grain, const F& f) {
+  void run(int64_t begin, int64_t end, int64_t grain, const F& f) const {
     at::parallel_for(begin, end, grain, f);
   }
 };

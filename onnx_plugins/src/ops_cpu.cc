@@ -1,0 +1,214 @@
+// CPU kernels: the deformable conv builds its columns with the shared loops
+// (csrc/cpu/column_loops.inc, AVX2/AVX-512 dispatched) and multiplies them with ONNX Runtime's own
+// Gemm; RoI pooling loops over csrc/kernels/deform_roi_pool.h. All parallel work runs on the
+// session's intra-op thread pool.
+#include "ops_cpu.h"
+
+#include <algorithm>
+#include <vector>
+
+namespace dcn {
+// ONNX Runtime's intra-op thread pool as the column loops' parallel policy.
+struct OrtParallel {
+  const Ort::KernelContext& ctx;
+
+  template <typename F>
+  void run(int64_t begin, int64_t end, int64_t grain, const F& f) const {
+    const int64_t n = end - begin;
+    if (n <= 0) return;
+    const int64_t blocks = std::min<int64_t>((n + grain - 1) / grain, 256);
+    if (blocks <= 1) {
+      f(begin, end);
+      return;
+    }
+    struct Job {
+      const F& f;
+      int64_t begin, end, blocks;
+    } job{f, begin, end, blocks};
+    ctx.ParallelFor(
+        [](void* data, size_t i) {
+          const Job& j = *static_cast<const Job*>(data);
+          const int64_t size = j.end - j.begin;
+          const int64_t lo = j.begin + size * static_cast<int64_t>(i) / j.blocks;
+          const int64_t hi = j.begin + size * (static_cast<int64_t>(i) + 1) / j.blocks;
+          if (lo < hi) j.f(lo, hi);
+        },
+        static_cast<size_t>(blocks), 0, &job);
+  }
+};
+
+namespace cpu_baseline {
+#include "../../csrc/cpu/column_loops.inc"
+}  // namespace cpu_baseline
+}  // namespace dcn
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define DCN_CPU_DISPATCH 1
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+namespace dcn::cpu_avx2 {
+#include "../../csrc/cpu/column_loops.inc"
+}  // namespace dcn::cpu_avx2
+#pragma GCC pop_options
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")
+namespace dcn::cpu_avx512 {
+#include "../../csrc/cpu/column_loops.inc"
+}  // namespace dcn::cpu_avx512
+#pragma GCC pop_options
+#endif
+
+namespace dcn::ort {
+namespace {
+
+using Im2col = void (*)(const OrtParallel&, const DeformConvShape&, const float*, const float*,
+                        const float*, int64_t, int64_t, float*);
+using Transpose = void (*)(const OrtParallel&, const float*, int64_t, int64_t, int64_t, float*);
+
+struct ColumnLoops {
+  Im2col im2col;
+  Transpose transpose;
+};
+
+#define DCN_LOOPS(NS) \
+  ColumnLoops{NS::im2col_rows<float, OrtParallel, float>, NS::transpose_rows<OrtParallel, float>}
+
+const ColumnLoops& column_loops() {
+#ifdef DCN_CPU_DISPATCH
+  static const ColumnLoops best =
+      __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")
+          ? DCN_LOOPS(cpu_avx512)
+      : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? DCN_LOOPS(cpu_avx2)
+                                                                         : DCN_LOOPS(cpu_baseline);
+#else
+  static const ColumnLoops best = DCN_LOOPS(cpu_baseline);
+#endif
+  return best;
+}
+
+Ort::Op make_gemm(const OrtKernelInfo* info, bool with_bias) {
+  const int64_t trans_a = 0, trans_b = 1;
+  const float one = 1.f;
+  const Ort::OpAttr attrs[] = {Ort::OpAttr("transA", &trans_a, 1, OrtOpAttrType::ORT_OP_ATTR_INT),
+                               Ort::OpAttr("transB", &trans_b, 1, OrtOpAttrType::ORT_OP_ATTR_INT),
+                               Ort::OpAttr("alpha", &one, 1, OrtOpAttrType::ORT_OP_ATTR_FLOAT),
+                               Ort::OpAttr("beta", &one, 1, OrtOpAttrType::ORT_OP_ATTR_FLOAT)};
+  const char* type_names[] = {"T"};
+  const ONNXTensorElementDataType types[] = {ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT};
+  return Ort::Op::Create(info, "Gemm", "", 13, type_names, types, 1, attrs, 4,
+                         with_bias ? 3 : 2, 1);
+}
+
+Ort::Value wrap(const Ort::MemoryInfo& cpu, const float* data, std::vector<int64_t> shape) {
+  int64_t count = 1;
+  for (int64_t d : shape) count *= d;
+  return Ort::Value::CreateTensor<float>(cpu, const_cast<float*>(data), static_cast<size_t>(count),
+                                         shape.data(), shape.size());
+}
+
+// Column entries per chunk: bounds the buffer (32 MB) for big images.
+constexpr int64_t kMaxColumnEntries = int64_t(1) << 23;
+
+const float* data_or_null(const Ort::ConstValue& v) {
+  return v ? v.GetTensorData<float>() : nullptr;
+}
+
+}  // namespace
+
+DeformConv2dCpu::DeformConv2dCpu(const OrtKernelInfo* info)
+    : attributes(info), gemm(make_gemm(info, false)), gemm_bias(make_gemm(info, true)) {}
+
+OrtStatusPtr DeformConv2dCpu::ComputeV2(OrtKernelContext* raw) {
+  return status_of([&] {
+    Ort::KernelContext ctx(raw);
+    const Ort::ConstValue x = ctx.GetInput(0), w = ctx.GetInput(1), offset = ctx.GetInput(2);
+    const Ort::ConstValue bias = optional_input(ctx, 3), mask = optional_input(ctx, 4);
+    const Shape bias_shape = bias ? shape_of(bias) : Shape();
+    const Shape mask_shape = mask ? shape_of(mask) : Shape();
+    const DeformConvShape s = checked_deform_conv_shape(
+        attributes, shape_of(x), shape_of(w), shape_of(offset), bias ? &bias_shape : nullptr,
+        mask ? &mask_shape : nullptr);
+    const int64_t c_out = shape_of(w)[0], P = s.out_size(), CK = s.column_width();
+    const int64_t c_out_g = c_out / s.groups, rows_g = CK / s.groups;
+    Ort::UnownedValue y = ctx.GetOutput(0, {s.batch, c_out, s.out_h, s.out_w});
+    float* out = y.GetTensorMutableData<float>();
+    if (s.batch == 0) return;
+    const OrtParallel par{ctx};
+    const ColumnLoops& loops = column_loops();
+    const Ort::MemoryInfo cpu = Ort::MemoryInfo::CreateCpu(OrtDeviceAllocator, OrtMemTypeDefault);
+
+    // Channels-last images and the weight in column order [C_out, kh, kw, C/groups].
+    std::vector<float> image(static_cast<size_t>(s.batch) * s.plane_size() * s.channels);
+    loops.transpose(par, x.GetTensorData<float>(), s.batch, s.channels, s.plane_size(),
+                    image.data());
+    std::vector<float> weight(static_cast<size_t>(c_out) * rows_g);
+    loops.transpose(par, w.GetTensorData<float>(), c_out, s.channels_per_group(), s.kernel_size(),
+                    weight.data());
+
+    const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(P, kMaxColumnEntries / CK));
+    std::vector<float> col(static_cast<size_t>(chunk) * CK);
+    std::vector<float> col_g(s.groups > 1 ? static_cast<size_t>(chunk) * rows_g : 0);
+    std::vector<float> result(chunk < P ? static_cast<size_t>(c_out_g) * chunk : 0);
+    for (int64_t n = 0; n < s.batch; ++n) {
+      for (int64_t p0 = 0; p0 < P; p0 += chunk) {
+        const int64_t q = std::min(chunk, P - p0);
+        loops.im2col(par, s, image.data(), offset.GetTensorData<float>(), data_or_null(mask),
+                     n * P + p0, q, col.data());
+        for (int64_t g = 0; g < s.groups; ++g) {
+          const float* b = col.data();
+          if (s.groups > 1) {  // the group's column block, made contiguous for Gemm
+            for (int64_t i = 0; i < q; ++i)
+              std::copy_n(col.data() + i * CK + g * rows_g, rows_g, col_g.data() + i * rows_g);
+            b = col_g.data();
+          }
+          float* dst = q == P ? out + (n * c_out + g * c_out_g) * P : result.data();
+          Ort::Value inputs[] = {wrap(cpu, weight.data() + g * c_out_g * rows_g, {c_out_g, rows_g}),
+                                 wrap(cpu, b, {q, rows_g}),
+                                 bias ? wrap(cpu, bias.GetTensorData<float>() + g * c_out_g,
+                                             {c_out_g, 1})
+                                      : Ort::Value(nullptr)};
+          Ort::Value outputs[] = {wrap(cpu, dst, {c_out_g, q})};
+          (bias ? gemm_bias : gemm).Invoke(raw, inputs, bias ? 3 : 2, outputs, 1);
+          if (q != P) {
+            for (int64_t i = 0; i < c_out_g; ++i)
+              std::copy_n(dst + i * q, q, out + (n * c_out + g * c_out_g + i) * P + p0);
+          }
+        }
+      }
+    }
+  });
+}
+
+template <bool PositionSensitive>
+OrtStatusPtr DeformRoIPoolCpu<PositionSensitive>::ComputeV2(OrtKernelContext* raw) {
+  return status_of([&] {
+    Ort::KernelContext ctx(raw);
+    const Ort::ConstValue x = ctx.GetInput(0), rois = ctx.GetInput(1);
+    const Ort::ConstValue offset = optional_input(ctx, 2);
+    const Shape offset_shape = offset ? shape_of(offset) : Shape();
+    const Shape x_shape = shape_of(x), rois_shape = shape_of(rois);
+    const RoIPoolShape s = checked_roi_pool_shape(attributes, x_shape, rois_shape,
+                                                  offset ? &offset_shape : nullptr);
+    const float* r = rois.GetTensorData<float>();
+    check(kName, check_roi_batch_indices(r, rois_shape[0], x_shape[0]));
+    Ort::UnownedValue y = ctx.GetOutput(0, {rois_shape[0], s.out_channels, s.pooled_h, s.pooled_w});
+    float* out = y.GetTensorMutableData<float>();
+    const float *in = x.GetTensorData<float>(), *off = data_or_null(offset);
+    const int64_t bins = int64_t(s.pooled_h) * s.pooled_w;
+    const int64_t count = rois_shape[0] * s.out_channels * bins;
+    OrtParallel{ctx}.run(0, count, 64, [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) {
+        out[i] = roi_pool_output<float>(s, in, r, off, i / (bins * s.out_channels),
+                                        static_cast<int>(i / bins % s.out_channels),
+                                        static_cast<int>(i % bins / s.pooled_w),
+                                        static_cast<int>(i % s.pooled_w));
+      }
+    });
+  });
+}
+
+template struct DeformRoIPoolCpu<false>;
+template struct DeformRoIPoolCpu<true>;
+
+}  // namespace dcn::ort
