@@ -11,7 +11,7 @@ WITH_CUDA ?= $(shell test -x $(CUDA_HOME)/bin/nvcc && echo 1 || echo 0)
 MAX_JOBS ?= $(shell nproc)
 export CUDA_HOME TORCH_CUDA_ARCH_LIST MAX_JOBS
 
-SOURCES := $(wildcard csrc/kernels/*.h csrc/common/*.h csrc/cpu/*.inc csrc/torch/*.h csrc/torch/*.inc csrc/torch/*.cuh csrc/torch/*.cpp csrc/torch/*.cu) setup.py
+SOURCES := $(wildcard csrc/kernels/*.h csrc/common/*.h csrc/cpu/*.h csrc/cpu/*.inc csrc/torch/*.h csrc/torch/*.inc csrc/torch/*.cuh csrc/torch/*.cpp csrc/torch/*.cu) setup.py
 EXTENSION := model/.built-cuda$(WITH_CUDA)
 
 .PHONY: setup build test bench test-asan clean
@@ -34,7 +34,7 @@ $(EXTENSION): $(VENV)/.deps $(SOURCES)
 # ONNX Runtime custom-op library: no libtorch, no BLAS (it calls ONNX Runtime's own Gemm).
 ORT_HEADERS := third_party/onnxruntime/onnxruntime_cxx_api.h
 ORT_LIB := onnx_plugins/lib/libdcn_ort.so
-ORT_SOURCES := $(wildcard onnx_plugins/src/*.h onnx_plugins/src/*.cc csrc/kernels/*.h csrc/common/*.h csrc/cpu/*.inc)
+ORT_SOURCES := $(wildcard onnx_plugins/src/*.h onnx_plugins/src/*.inc onnx_plugins/src/*.cc csrc/kernels/*.h csrc/common/*.h csrc/cpu/*.h csrc/cpu/*.inc)
 
 $(ORT_HEADERS):
 	bash onnx_plugins/fetch_ort_headers.sh third_party

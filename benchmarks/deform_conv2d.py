@@ -12,35 +12,20 @@ import onnxruntime as ort
 import torch
 import torch.nn.functional as F
 import torchvision
-from onnx import TensorProto, helper
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from cases import SHAPES, deform_conv_model  # noqa: E402
 from timing import compare  # noqa: E402
 
 from model import ops  # noqa: E402
 
-# (N, C_in, C_out, H, W, k), stride 1, padding 1
-SHAPES = [(1, 64, 64, 64, 64, 3), (1, 256, 256, 32, 32, 3), (4, 128, 128, 48, 48, 3)]
-
-
 def ort_deform_conv(shape, threads):
-    n, c, co, h, w, k = shape
-    f = TensorProto.FLOAT
-    inputs = [helper.make_tensor_value_info("X", f, [n, c, h, w]),
-              helper.make_tensor_value_info("W", f, [co, c, k, k]),
-              helper.make_tensor_value_info("offset", f, [n, 2 * k * k, h, w]),
-              helper.make_tensor_value_info("B", f, [co])]
-    node = helper.make_node("DeformConv", ["X", "W", "offset", "B"], ["Y"],
-                            kernel_shape=[k, k], pads=[1, 1, 1, 1])
-    graph = helper.make_graph([node], "deform_conv", inputs,
-                              [helper.make_tensor_value_info("Y", f, None)])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     # Idle ORT threads must not spin while the torch calls interleaved with them run.
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(deform_conv_model(shape), so, providers=["CPUExecutionProvider"])
 
 
 def main():

@@ -9,27 +9,12 @@ import sys
 
 import numpy as np
 import onnxruntime as ort
-from onnx import TensorProto, helper
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import onnx_plugins  # noqa: E402
-from deform_conv2d import SHAPES  # noqa: E402
+from cases import SHAPES, deform_conv_model  # noqa: E402
 from timing import compare  # noqa: E402
-
-
-def deform_conv_model(op, domain, shape):
-    n, c, co, h, w, k = shape
-    f = TensorProto.FLOAT
-    inputs = [helper.make_tensor_value_info("X", f, [n, c, h, w]),
-              helper.make_tensor_value_info("W", f, [co, c, k, k]),
-              helper.make_tensor_value_info("offset", f, [n, 2 * k * k, h, w]),
-              helper.make_tensor_value_info("B", f, [co])]
-    node = helper.make_node(op, ["X", "W", "offset", "B"], ["Y"], domain=domain,
-                            kernel_shape=[k, k], pads=[1, 1, 1, 1])
-    graph = helper.make_graph([node], op, inputs, [helper.make_tensor_value_info("Y", f, None)])
-    opsets = [helper.make_opsetid("", 19)] + ([helper.make_opsetid(domain, 1)] if domain else [])
-    return helper.make_model(graph, opset_imports=opsets).SerializeToString()
 
 
 def main():
@@ -54,9 +39,9 @@ def main():
                  "W": (rng.standard_normal((co, c, k, k)) * 0.05).astype(np.float32),
                  "offset": rng.standard_normal((n, 2 * k * k, h, w), dtype=np.float32),
                  "B": rng.standard_normal(co, dtype=np.float32)}
-        ours = onnx_plugins.session(deform_conv_model("DeformConv2d", "dcn", shape),
+        ours = onnx_plugins.session(deform_conv_model(shape, "DeformConv2d", "dcn"),
                                     options=options())
-        native = ort.InferenceSession(deform_conv_model("DeformConv", "", shape), options(),
+        native = ort.InferenceSession(deform_conv_model(shape), options(),
                                       providers=["CPUExecutionProvider"])
         assert np.allclose(ours.run(None, feeds)[0], native.run(None, feeds)[0], atol=1e-3)
         t = compare({"ours": lambda: ours.run(None, feeds), "native": lambda: native.run(None, feeds)},

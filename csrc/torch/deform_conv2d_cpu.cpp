@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "../cpu/isa.h"
 #include "deform_conv2d.h"
 
 namespace dcn {
@@ -23,51 +24,15 @@ struct AtenParallel {
 };
 }  // namespace dcn
 
-namespace dcn {
-namespace cpu_baseline {
-#include "deform_conv2d_cpu_loops.inc"
-}  // namespace cpu_baseline
-}  // namespace dcn
-
-#if defined(__x86_64__) && defined(__GNUC__)
-#define DCN_CPU_DISPATCH 1
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-namespace dcn {
-namespace cpu_avx2 {
-#include "deform_conv2d_cpu_loops.inc"
-}  // namespace cpu_avx2
-}  // namespace dcn
-#pragma GCC pop_options
-
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")
-namespace dcn {
-namespace cpu_avx512 {
-#include "deform_conv2d_cpu_loops.inc"
-}  // namespace cpu_avx512
-}  // namespace dcn
-#pragma GCC pop_options
-#endif
+#define DCN_ISA_FILE "../torch/deform_conv2d_cpu_loops.inc"
+#include "../cpu/isa_variants.inc"
 
 namespace dcn {
 namespace {
 
 const DeformColumnKernels& cpu_kernels() {
-#ifdef DCN_CPU_DISPATCH
-  static const DeformColumnKernels& best = __builtin_cpu_supports("avx512f") &&
-                                                   __builtin_cpu_supports("avx512bw") &&
-                                                   __builtin_cpu_supports("avx512vl") &&
-                                                   __builtin_cpu_supports("avx512dq")
-                                               ? cpu_avx512::kKernels
-                                           : __builtin_cpu_supports("avx2") &&
-                                                   __builtin_cpu_supports("fma")
-                                               ? cpu_avx2::kKernels
-                                               : cpu_baseline::kKernels;
+  static const DeformColumnKernels& best = DCN_PICK_ISA(kKernels);
   return best;
-#else
-  return cpu_baseline::kKernels;
-#endif
 }
 
 DCN_DEFINE_DEFORM_CONV2D_ENTRY_POINTS(cpu, cpu_kernels())

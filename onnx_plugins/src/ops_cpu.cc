@@ -4,6 +4,8 @@
 // session's intra-op thread pool.
 #include "ops_cpu.h"
 
+#include "../../csrc/cpu/isa.h"
+
 #include <algorithm>
 #include <vector>
 
@@ -37,30 +39,7 @@ struct OrtParallel {
   }
 };
 
-namespace cpu_baseline {
-#include "../../csrc/cpu/column_loops.inc"
-}  // namespace cpu_baseline
-}  // namespace dcn
-
-#if defined(__x86_64__) && defined(__GNUC__)
-#define DCN_CPU_DISPATCH 1
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-namespace dcn::cpu_avx2 {
-#include "../../csrc/cpu/column_loops.inc"
-}  // namespace dcn::cpu_avx2
-#pragma GCC pop_options
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")
-namespace dcn::cpu_avx512 {
-#include "../../csrc/cpu/column_loops.inc"
-}  // namespace dcn::cpu_avx512
-#pragma GCC pop_options
-#endif
-
-namespace dcn::ort {
-namespace {
-
+// The column loops this op uses, one set per instruction set.
 using Im2col = void (*)(const OrtParallel&, const DeformConvShape&, const float*, const float*,
                         const float*, int64_t, int64_t, float*);
 using Transpose = void (*)(const OrtParallel&, const float*, int64_t, int64_t, int64_t, float*);
@@ -69,21 +48,16 @@ struct ColumnLoops {
   Im2col im2col;
   Transpose transpose;
 };
+}  // namespace dcn
 
-#define DCN_LOOPS(NS) \
-  ColumnLoops{NS::im2col_rows<float, OrtParallel, float>, NS::transpose_rows<OrtParallel, float>}
+#define DCN_ISA_FILE "../../onnx_plugins/src/ort_column_loops.inc"
+#include "../../csrc/cpu/isa_variants.inc"
+
+namespace dcn::ort {
+namespace {
 
 const ColumnLoops& column_loops() {
-#ifdef DCN_CPU_DISPATCH
-  static const ColumnLoops best =
-      __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")
-          ? DCN_LOOPS(cpu_avx512)
-      : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? DCN_LOOPS(cpu_avx2)
-                                                                         : DCN_LOOPS(cpu_baseline);
-#else
-  static const ColumnLoops best = DCN_LOOPS(cpu_baseline);
-#endif
+  static const ColumnLoops best = DCN_PICK_ISA(kColumnLoops);
   return best;
 }
 
