@@ -11,7 +11,7 @@ WITH_CUDA ?= $(shell test -x $(CUDA_HOME)/bin/nvcc && echo 1 || echo 0)
 MAX_JOBS ?= $(shell nproc)
 export CUDA_HOME TORCH_CUDA_ARCH_LIST MAX_JOBS
 
-SOURCES := $(wildcard csrc/kernels/*.h csrc/common/*.h csrc/cpu/*.h csrc/cpu/*.inc csrc/torch/*.h csrc/torch/*.inc csrc/torch/*.cuh csrc/torch/*.cpp csrc/torch/*.cu) setup.py
+SOURCES := $(wildcard csrc/kernels/*.h csrc/common/*.h csrc/cpu/*.h csrc/cpu/*.inc csrc/torch/*.h csrc/torch/*.inc csrc/cuda/*.cuh csrc/torch/*.cpp csrc/torch/*.cu) setup.py
 EXTENSION := model/.built-cuda$(WITH_CUDA)
 
 .PHONY: setup build test bench test-asan clean
@@ -44,6 +44,22 @@ $(ORT_LIB): $(VENV)/.deps $(ORT_HEADERS) $(ORT_SOURCES)
 	g++ -std=c++17 -O3 -fPIC -shared -fopenmp-simd -DDCN_OPENMP_SIMD -Wall -Ithird_party/onnxruntime \
 	  onnx_plugins/src/*.cc -Wl,--no-undefined -o $@
 
+# Its CUDA-enabled twin (CPU + CUDA execution providers), built whenever nvcc is present.
+ORT_CUDA_LIB := onnx_plugins/lib/libdcn_ort_cuda.so
+NVCC_ARCH := $(foreach a,$(subst ;, ,$(TORCH_CUDA_ARCH_LIST)),-gencode=arch=compute_$(subst .,,$(a)),code=sm_$(subst .,,$(a)))
+
+$(ORT_CUDA_LIB): $(VENV)/.deps $(ORT_HEADERS) $(ORT_SOURCES) $(wildcard onnx_plugins/src/*.cu csrc/cuda/*.cuh)
+	mkdir -p build/ort onnx_plugins/lib
+	nv="$$($(PY) -c 'import nvidia, os; print(os.path.join(nvidia.__path__[0], "cu13"))')" && \
+	$(CUDA_HOME)/bin/nvcc -std=c++17 -O3 -Xcompiler -fPIC $(NVCC_ARCH) -Ithird_party/onnxruntime \
+	  -I"$$nv/include" -c onnx_plugins/src/ops_cuda.cu -o build/ort/ops_cuda.o && \
+	g++ -std=c++17 -O3 -fPIC -shared -fopenmp-simd -DDCN_OPENMP_SIMD -DDCN_WITH_CUDA -Wall \
+	  -Ithird_party/onnxruntime -I$(CUDA_HOME)/include onnx_plugins/src/*.cc build/ort/ops_cuda.o \
+	  -L"$$nv/lib" -l:libcublas.so.13 -l:libcudart.so.13 -Wl,--no-undefined -o $@
+
+ifeq ($(WITH_CUDA),1)
+build: $(ORT_CUDA_LIB)
+endif
 build: $(EXTENSION) $(ORT_LIB)
 setup: build
 

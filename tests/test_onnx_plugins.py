@@ -1,5 +1,6 @@
 """The ONNX Runtime custom-op library: parity with ORT's native DeformConv and the torch ops,
 export of modules using each op, and errors (not crashes) for bad input."""
+import os
 import subprocess
 
 import numpy as np
@@ -32,6 +33,16 @@ def test_library_has_no_libtorch():
     assert "not found" not in out
 
 
+@pytest.mark.skipif(not os.path.exists(os.path.join(os.environ.get("CUDA_HOME", "/usr/local/cuda"),
+                                                    "bin", "nvcc")),
+                    reason="no nvcc on this machine: the CUDA library is not built")
+def test_cuda_library_is_built_without_libtorch():
+    out = subprocess.run(["ldd", onnx_plugins.library_path(cuda=True)], capture_output=True,
+                         text=True, check=True).stdout
+    assert "libtorch" not in out and "libc10" not in out
+    assert "libcublas" in out
+
+
 # (N, C, C_out, H, W, (kh, kw), strides, pads (t, l, b, r), dilations, group, offset_group)
 GRID = [
     (2, 4, 6, 7, 8, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, 1),
@@ -43,6 +54,7 @@ GRID = [
 
 
 def conv_case(case, rng):
+    """Feeds X, W, O (offset), B, M (mask) and DeformConv attributes for a GRID case."""
     n, c, co, h, w, k, st, pads, dil, g, og = case
     ho = (h + pads[0] + pads[2] - dil[0] * (k[0] - 1) - 1) // st[0] + 1
     wo = (w + pads[1] + pads[3] - dil[1] * (k[1] - 1) - 1) // st[1] + 1
@@ -176,3 +188,32 @@ def test_bad_attributes_and_batch_indices_raise():
         onnx_plugins.session(model).run(None, {"X": x, "R": np.array([[3, 0, 0, 2, 2]], np.float32)})
     with pytest.raises(Exception, match=r"rois must be \[K, 5\]"):
         onnx_plugins.session(model).run(None, {"X": x, "R": np.zeros((1, 4), np.float32)})
+
+
+requires_ort_cuda = pytest.mark.skipif(
+    "CUDAExecutionProvider" not in ort.get_available_providers()
+    or not torch.cuda.is_available(),
+    reason="no CUDA GPU / onnxruntime-gpu here: the CUDA EP kernels are compiled only")
+
+
+@requires_ort_cuda
+@pytest.mark.parametrize("case", GRID)
+def test_cuda_deform_conv2d_matches_cpu(case):
+    feeds, attrs = conv_case(case, np.random.default_rng(5))
+    model = single_node_model("DeformConv2d", "dcn", list(feeds), **attrs)
+    cpu = onnx_plugins.session(model).run(None, feeds)[0]
+    gpu = onnx_plugins.session(model, ["CUDAExecutionProvider"]).run(None, feeds)[0]
+    np.testing.assert_allclose(gpu, cpu, rtol=1e-3, atol=1e-3)
+
+
+@requires_ort_cuda
+@pytest.mark.parametrize("op", ["DeformRoIPool", "PSDeformRoIPool"])
+def test_cuda_roi_pools_match_cpu(op):
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((2, 12, 9, 11), dtype=np.float32)
+    rois = np.array([[0, 2, 3, 15, 12], [1, -6, -4, 8, 9]], np.float32)
+    feeds = {"X": x, "R": rois, "O": rng.standard_normal((2, 2, 3, 2), dtype=np.float32)}
+    model = single_node_model(op, "dcn", ["X", "R", "O"], pooled_size=[3, 2], spatial_scale=0.5)
+    cpu = onnx_plugins.session(model).run(None, feeds)[0]
+    gpu = onnx_plugins.session(model, ["CUDAExecutionProvider"]).run(None, feeds)[0]
+    np.testing.assert_allclose(gpu, cpu, rtol=1e-4, atol=1e-4)

@@ -1,11 +1,11 @@
-// Launch helpers shared by the CUDA kernel files: 1-D grid-stride loops.
+// Launch helpers shared by every CUDA kernel file (framework-free): 1-D grid-stride loops and
+// the atomic accumulation used by the scatters.
 #pragma once
 
-#include <ATen/cuda/CUDAContext.h>
-#include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
+#include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdint>
 
 namespace dcn {
 

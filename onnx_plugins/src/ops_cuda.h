@@ -1,0 +1,28 @@
+// CUDA execution-provider kernels of the dcn ONNX Runtime ops (float32, inference), in the
+// CUDA-enabled build of the library (libdcn_ort_cuda.so).
+#pragma once
+
+#include "ort_op.h"
+
+namespace dcn::ort {
+
+struct DeformConv2dCuda {
+  static constexpr const char* kName = "DeformConv2d";
+  static constexpr const char* kProvider = "CUDAExecutionProvider";
+  static constexpr size_t kInputs = 5, kRequiredInputs = 3;  // X, W, offset, [B], [mask]
+  explicit DeformConv2dCuda(const OrtKernelInfo* info) : attributes(info) {}
+  OrtStatusPtr ComputeV2(OrtKernelContext* context);
+  DeformConvAttributes attributes;
+};
+
+template <bool PositionSensitive>
+struct DeformRoIPoolCuda {
+  static constexpr const char* kName = PositionSensitive ? "PSDeformRoIPool" : "DeformRoIPool";
+  static constexpr const char* kProvider = "CUDAExecutionProvider";
+  static constexpr size_t kInputs = 3, kRequiredInputs = 2;  // X, rois, [offset]
+  explicit DeformRoIPoolCuda(const OrtKernelInfo* info) : attributes(info, PositionSensitive) {}
+  OrtStatusPtr ComputeV2(OrtKernelContext* context);
+  RoIPoolAttributes attributes;
+};
+
+}  // namespace dcn::ort
