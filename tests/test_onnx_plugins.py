@@ -217,3 +217,19 @@ def test_cuda_roi_pools_match_cpu(op):
     cpu = onnx_plugins.session(model).run(None, feeds)[0]
     gpu = onnx_plugins.session(model, ["CUDAExecutionProvider"]).run(None, feeds)[0]
     np.testing.assert_allclose(gpu, cpu, rtol=1e-4, atol=1e-4)
+
+
+@requires_ort_cuda
+def test_cuda_deform_conv2d_float16():
+    feeds, attrs = conv_case(GRID[2], np.random.default_rng(7))
+    ref = onnx_plugins.session(single_node_model("DeformConv2d", "dcn", list(feeds), **attrs)).run(
+        None, feeds)[0]
+    half = single_node_model("DeformConv2d", "dcn", list(feeds), **attrs)
+    model = onnx.load_from_string(half)
+    for v in list(model.graph.input) + list(model.graph.output):
+        v.type.tensor_type.elem_type = TensorProto.FLOAT16
+    out = onnx_plugins.session(model.SerializeToString(), ["CUDAExecutionProvider"]).run(
+        None, {k: v.astype(np.float16) for k, v in feeds.items()})[0]
+    assert out.dtype == np.float16
+    np.testing.assert_allclose(out.astype(np.float32), ref, rtol=0.05, atol=0.2)
+

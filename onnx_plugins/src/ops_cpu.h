@@ -8,6 +8,7 @@ namespace dcn::ort {
 struct DeformConv2dCpu {
   static constexpr const char* kName = "DeformConv2d";
   static constexpr const char* kProvider = "CPUExecutionProvider";
+  static constexpr ONNXTensorElementDataType kType = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
   static constexpr size_t kInputs = 5, kRequiredInputs = 3;  // X, W, offset, [B], [mask]
   explicit DeformConv2dCpu(const OrtKernelInfo* info);
   OrtStatusPtr ComputeV2(OrtKernelContext* context);
@@ -21,6 +22,7 @@ template <bool PositionSensitive>
 struct DeformRoIPoolCpu {
   static constexpr const char* kName = PositionSensitive ? "PSDeformRoIPool" : "DeformRoIPool";
   static constexpr const char* kProvider = "CPUExecutionProvider";
+  static constexpr ONNXTensorElementDataType kType = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
   static constexpr size_t kInputs = 3, kRequiredInputs = 2;  // X, rois, [offset]
   explicit DeformRoIPoolCpu(const OrtKernelInfo* info) : attributes(info, PositionSensitive) {}
   OrtStatusPtr ComputeV2(OrtKernelContext* context);

@@ -1,6 +1,7 @@
 // CUDA kernels of the ORT ops: the column kernels and RoI kernels of csrc/cuda (the same ones the
 // PyTorch ops launch) on ONNX Runtime's compute stream, and cuBLAS for the GEMM.
 #include <cublas_v2.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <mutex>
@@ -43,11 +44,12 @@ struct Scratch {
   ~Scratch() {
     for (void* p : blocks) allocator->Free(allocator, p);
   }
-  float* floats(size_t n) {
-    void* p = allocator->Alloc(allocator, std::max<size_t>(n, 1) * sizeof(float));
+  template <typename T>
+  T* alloc(size_t n) {
+    void* p = allocator->Alloc(allocator, std::max<size_t>(n, 1) * sizeof(T));
     if (p == nullptr) throw Ort::Exception("DeformConv2d: out of device memory", ORT_FAIL);
     blocks.push_back(p);
-    return static_cast<float*>(p);
+    return static_cast<T*>(p);
   }
 };
 
@@ -58,15 +60,35 @@ OrtAllocator* device_allocator(const Ort::KernelContext& ctx, const Ort::ConstVa
   return allocator;
 }
 
-__global__ void fill_bias_kernel(float* out, const float* bias, int64_t n, int64_t c, int64_t p) {
-  DCN_CUDA_KERNEL_LOOP(i, n * c * p) { out[i] = bias != nullptr ? bias[i / p % c] : 0.f; }
+// Device element type of an ONNX Runtime tensor type.
+template <typename T>
+struct Device {
+  using type = T;
+  static constexpr cudaDataType_t blas = CUDA_R_32F;
+};
+template <>
+struct Device<Ort::Float16_t> {
+  using type = __half;
+  static constexpr cudaDataType_t blas = CUDA_R_16F;
+};
+
+template <typename T>
+const typename Device<T>::type* device_data(const Ort::ConstValue& v) {
+  return v ? reinterpret_cast<const typename Device<T>::type*>(v.GetTensorData<T>()) : nullptr;
+}
+
+template <typename D>
+__global__ void fill_bias_kernel(D* out, const D* bias, int64_t n, int64_t c, int64_t p) {
+  DCN_CUDA_KERNEL_LOOP(i, n * c * p) { out[i] = bias != nullptr ? bias[i / p % c] : D(0.f); }
 }
 
 constexpr int64_t kMaxColumnEntries = int64_t(1) << 24;
 
 }  // namespace
 
-OrtStatusPtr DeformConv2dCuda::ComputeV2(OrtKernelContext* raw) {
+template <typename T>
+OrtStatusPtr DeformConv2dCuda<T>::ComputeV2(OrtKernelContext* raw) {
+  using D = typename Device<T>::type;
   return status_of([&] {
     Ort::KernelContext ctx(raw);
     const Ort::ConstValue x = ctx.GetInput(0), w = ctx.GetInput(1), offset = ctx.GetInput(2);
@@ -79,41 +101,42 @@ OrtStatusPtr DeformConv2dCuda::ComputeV2(OrtKernelContext* raw) {
     const int64_t c_out = shape_of(w)[0], P = s.out_size(), CK = s.column_width();
     const int64_t c_out_g = c_out / s.groups, rows_g = CK / s.groups;
     Ort::UnownedValue y = ctx.GetOutput(0, {s.batch, c_out, s.out_h, s.out_w});
-    float* out = y.GetTensorMutableData<float>();
+    D* out = reinterpret_cast<D*>(y.GetTensorMutableData<T>());
     if (s.batch == 0) return;
     cudaStream_t stream = static_cast<cudaStream_t>(ctx.GetGPUComputeStream());
     Scratch scratch{device_allocator(ctx, x), {}};
 
-    float* image = scratch.floats(size_t(s.batch) * s.plane_size() * s.channels);
+    D* image = scratch.alloc<D>(size_t(s.batch) * s.plane_size() * s.channels);
     transpose_kernel<<<cuda_blocks(int64_t(s.batch) * s.plane_size() * s.channels), kCudaThreads,
-                       0, stream>>>(x.GetTensorData<float>(), s.batch, s.channels,
-                                    s.plane_size(), image);
-    float* weight = scratch.floats(size_t(c_out) * rows_g);
+                       0, stream>>>(device_data<T>(x), s.batch, s.channels, s.plane_size(), image);
+    D* weight = scratch.alloc<D>(size_t(c_out) * rows_g);
     transpose_kernel<<<cuda_blocks(c_out * rows_g), kCudaThreads, 0, stream>>>(
-        w.GetTensorData<float>(), c_out, s.channels_per_group(), s.kernel_size(), weight);
+        device_data<T>(w), c_out, s.channels_per_group(), s.kernel_size(), weight);
     fill_bias_kernel<<<cuda_blocks(int64_t(s.batch) * c_out * P), kCudaThreads, 0, stream>>>(
-        out, bias ? bias.GetTensorData<float>() : nullptr, s.batch, c_out, P);
+        out, device_data<T>(bias), s.batch, c_out, P);
     check_cuda(cudaGetLastError(), "DeformConv2d launch");
 
     const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(P, kMaxColumnEntries / CK));
-    float* col = scratch.floats(size_t(chunk) * CK);
+    D* col = scratch.alloc<D>(size_t(chunk) * CK);
     cublasHandle_t blas = cublas_for(stream);
     const float one = 1.f;
     for (int64_t n = 0; n < s.batch; ++n) {
       for (int64_t p0 = 0; p0 < P; p0 += chunk) {
         const int64_t q = std::min(chunk, P - p0);
-        im2col_kernel<float, float><<<cuda_blocks(q * CK), kCudaThreads, 0, stream>>>(
-            image, offset.GetTensorData<float>(), mask ? mask.GetTensorData<float>() : nullptr, s,
-            n * P + p0, q, col);
+        im2col_kernel<D, float><<<cuda_blocks(q * CK), kCudaThreads, 0, stream>>>(
+            image, device_data<T>(offset), device_data<T>(mask), s, n * P + p0, q, col);
         check_cuda(cudaGetLastError(), "im2col launch");
         // Row-major out[n][g] (C_out/groups x q, row stride P) += W_g x col_g^T, i.e. in cuBLAS'
-        // column-major terms out^T (q x C_out/groups) = col_g (q x rows_g) x W_g^T.
+        // column-major terms out^T (q x C_out/groups) = col_g (q x rows_g) x W_g^T; float32
+        // accumulation for half storage.
         for (int64_t g = 0; g < s.groups; ++g) {
-          check_cublas(
-              cublasSgemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, int(q), int(c_out_g), int(rows_g), &one,
-                          col + g * rows_g, int(CK), weight + g * c_out_g * rows_g, int(rows_g),
-                          &one, out + (n * c_out + g * c_out_g) * P + p0, int(P)),
-              "cublasSgemm");
+          check_cublas(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, int(q), int(c_out_g),
+                                    int(rows_g), &one, col + g * rows_g, Device<T>::blas, int(CK),
+                                    weight + g * c_out_g * rows_g, Device<T>::blas, int(rows_g),
+                                    &one, out + (n * c_out + g * c_out_g) * P + p0,
+                                    Device<T>::blas, int(P), CUBLAS_COMPUTE_32F,
+                                    CUBLAS_GEMM_DEFAULT),
+                       "cublasGemmEx");
         }
       }
     }
@@ -122,8 +145,9 @@ OrtStatusPtr DeformConv2dCuda::ComputeV2(OrtKernelContext* raw) {
   });
 }
 
-template <bool PositionSensitive>
-OrtStatusPtr DeformRoIPoolCuda<PositionSensitive>::ComputeV2(OrtKernelContext* raw) {
+template <typename T, bool PositionSensitive>
+OrtStatusPtr DeformRoIPoolCuda<T, PositionSensitive>::ComputeV2(OrtKernelContext* raw) {
+  using D = typename Device<T>::type;
   return status_of([&] {
     Ort::KernelContext ctx(raw);
     const Ort::ConstValue x = ctx.GetInput(0), rois = ctx.GetInput(1);
@@ -134,26 +158,30 @@ OrtStatusPtr DeformRoIPoolCuda<PositionSensitive>::ComputeV2(OrtKernelContext* r
                                                   offset ? &offset_shape : nullptr);
     cudaStream_t stream = static_cast<cudaStream_t>(ctx.GetGPUComputeStream());
     // Batch indices decide which memory is read: check them on the host first.
-    std::vector<float> host_rois(static_cast<size_t>(rois_shape[0]) * 5);
-    if (!host_rois.empty()) {
-      check_cuda(cudaMemcpyAsync(host_rois.data(), rois.GetTensorData<float>(),
-                                 host_rois.size() * sizeof(float), cudaMemcpyDeviceToHost, stream),
+    std::vector<T> host(static_cast<size_t>(rois_shape[0]) * 5);
+    if (!host.empty()) {
+      check_cuda(cudaMemcpyAsync(host.data(), rois.GetTensorData<T>(), host.size() * sizeof(T),
+                                 cudaMemcpyDeviceToHost, stream),
                  "copy rois");
       check_cuda(cudaStreamSynchronize(stream), "copy rois");
     }
+    std::vector<float> host_rois(host.size());
+    for (size_t i = 0; i < host.size(); ++i) host_rois[i] = static_cast<float>(host[i]);
     check(kName, check_roi_batch_indices(host_rois.data(), rois_shape[0], x_shape[0]));
     Ort::UnownedValue y = ctx.GetOutput(0, {rois_shape[0], s.out_channels, s.pooled_h, s.pooled_w});
     const int64_t count = rois_shape[0] * s.out_channels * s.pooled_h * s.pooled_w;
     if (count == 0) return;
-    roi_pool_forward_kernel<float, float><<<cuda_blocks(count), kCudaThreads, 0, stream>>>(
-        x.GetTensorData<float>(), rois.GetTensorData<float>(),
-        offset ? offset.GetTensorData<float>() : nullptr, s, count,
-        y.GetTensorMutableData<float>());
+    roi_pool_forward_kernel<D, float><<<cuda_blocks(count), kCudaThreads, 0, stream>>>(
+        device_data<T>(x), device_data<T>(rois), device_data<T>(offset), s, count,
+        reinterpret_cast<D*>(y.GetTensorMutableData<T>()));
     check_cuda(cudaGetLastError(), "RoI pooling launch");
   });
 }
 
-template struct DeformRoIPoolCuda<false>;
-template struct DeformRoIPoolCuda<true>;
-
+template struct DeformConv2dCuda<float>;
+template struct DeformConv2dCuda<Ort::Float16_t>;
+template struct DeformRoIPoolCuda<float, false>;
+template struct DeformRoIPoolCuda<float, true>;
+template struct DeformRoIPoolCuda<Ort::Float16_t, false>;
+template struct DeformRoIPoolCuda<Ort::Float16_t, true>;
 }  // namespace dcn::ort

@@ -1,6 +1,6 @@
 // The library's one entry point: RegisterCustomOps adds the custom domain "dcn" (version 1) with
-// DeformConv2d, DeformRoIPool and PSDeformRoIPool for the CPU (and, when built with CUDA, the CUDA)
-// execution provider.
+// DeformConv2d, DeformRoIPool and PSDeformRoIPool for the CPU execution provider (float32) and,
+// when built with CUDA, the CUDA execution provider (float32 and float16).
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -21,16 +21,12 @@ struct Op : Ort::CustomOpBase<Op<Kernel>, Kernel, /*WithStatus=*/true> {
     return status_of([&] { *kernel = new Kernel(info); });
   }
   size_t GetInputTypeCount() const { return Kernel::kInputs; }
-  ONNXTensorElementDataType GetInputType(size_t) const {
-    return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
-  }
+  ONNXTensorElementDataType GetInputType(size_t) const { return Kernel::kType; }
   OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t i) const {
     return i < Kernel::kRequiredInputs ? INPUT_OUTPUT_REQUIRED : INPUT_OUTPUT_OPTIONAL;
   }
   size_t GetOutputTypeCount() const { return 1; }
-  ONNXTensorElementDataType GetOutputType(size_t) const {
-    return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
-  }
+  ONNXTensorElementDataType GetOutputType(size_t) const { return Kernel::kType; }
 };
 
 // Ops and domains must outlive every session that uses them: they live for the process.
@@ -41,9 +37,12 @@ struct Registry {
   Op<DeformRoIPoolCpu<false>> deform_roi_pool_cpu;
   Op<DeformRoIPoolCpu<true>> ps_deform_roi_pool_cpu;
 #ifdef DCN_WITH_CUDA
-  Op<DeformConv2dCuda> deform_conv2d_cuda;
-  Op<DeformRoIPoolCuda<false>> deform_roi_pool_cuda;
-  Op<DeformRoIPoolCuda<true>> ps_deform_roi_pool_cuda;
+  Op<DeformConv2dCuda<float>> deform_conv2d_cuda;
+  Op<DeformRoIPoolCuda<float, false>> deform_roi_pool_cuda;
+  Op<DeformRoIPoolCuda<float, true>> ps_deform_roi_pool_cuda;
+  Op<DeformConv2dCuda<Ort::Float16_t>> deform_conv2d_cuda_half;
+  Op<DeformRoIPoolCuda<Ort::Float16_t, false>> deform_roi_pool_cuda_half;
+  Op<DeformRoIPoolCuda<Ort::Float16_t, true>> ps_deform_roi_pool_cuda_half;
 #endif
 };
 
@@ -72,6 +71,9 @@ extern "C" OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOptions* options,
     domain->Add(&r.deform_conv2d_cuda);
     domain->Add(&r.deform_roi_pool_cuda);
     domain->Add(&r.ps_deform_roi_pool_cuda);
+    domain->Add(&r.deform_conv2d_cuda_half);
+    domain->Add(&r.deform_roi_pool_cuda_half);
+    domain->Add(&r.ps_deform_roi_pool_cuda_half);
 #endif
     Ort::UnownedSessionOptions(options).Add(*domain);
     r.domains.push_back(std::move(domain));
