@@ -134,9 +134,11 @@ class DeformRoIPool(nn.Module):
         spatial_scale: float,
         sampling_ratio: int = 2,
         gamma: float = 0.1,
+        aligned: bool = True,
     ) -> None:
         super().__init__()
         self.channels = channels
+        self.aligned = bool(aligned)
         self.output_size: Tuple[int, int] = _pair(output_size)
         self.spatial_scale = float(spatial_scale)
         self.sampling_ratio = int(sampling_ratio)
@@ -151,7 +153,7 @@ class DeformRoIPool(nn.Module):
 
     def pool(self, x: Tensor, rois: Tensor, offset: Optional[Tensor]) -> Tensor:
         return ops.deform_roi_pool(x, rois, offset, self.output_size, self.spatial_scale,
-                                   self.sampling_ratio, self.gamma)
+                                   self.sampling_ratio, self.gamma, self.aligned)
 
     def forward(self, x: Tensor, rois: Tensor) -> Tensor:
         rigid = self.pool(x, rois, None)
@@ -175,4 +177,4 @@ class PSDeformRoIPool(DeformRoIPool):
 
     def pool(self, x: Tensor, rois: Tensor, offset: Optional[Tensor]) -> Tensor:
         return ops.ps_deform_roi_pool(x, rois, offset, self.output_size, self.spatial_scale,
-                                      self.sampling_ratio, self.gamma)
+                                      self.sampling_ratio, self.gamma, self.aligned)

@@ -97,6 +97,7 @@ def deform_roi_pool(
     spatial_scale: float = 1.0,
     sampling_ratio: int = 2,
     gamma: float = 0.1,
+    aligned: bool = True,
 ) -> Tensor:
     r"""Deformable RoI pooling (Dai et al. 2017, sec. 2.2).
 
@@ -114,13 +115,16 @@ def deform_roi_pool(
         spatial_scale (float): feature-map pixels per image pixel (1 / stride).
         sampling_ratio (int): samples per bin side; <= 0 uses ``ceil(bin size)`` per RoI.
         gamma (float): offset scale (0.1 in the paper).
+        aligned (bool): half-pixel aligned boxes (default); False reproduces torchvision's
+            legacy ``roi_align(aligned=False)`` (boxes of at least one pixel), as used by
+            torchvision's detection models.
 
     Returns:
         Tensor[K, C, out_h, out_w].
     """
     oh, ow = _pair(output_size)
     return torch.ops.dcn.deform_roi_pool(
-        input, rois, offset, oh, ow, spatial_scale, sampling_ratio, gamma
+        input, rois, offset, oh, ow, spatial_scale, sampling_ratio, gamma, aligned
     )
 
 
@@ -132,6 +136,7 @@ def ps_deform_roi_pool(
     spatial_scale: float = 1.0,
     sampling_ratio: int = 2,
     gamma: float = 0.1,
+    aligned: bool = True,
 ) -> Tensor:
     r"""Position-sensitive deformable RoI pooling (R-FCN score maps, Dai et al. 2017).
 
@@ -142,14 +147,15 @@ def ps_deform_roi_pool(
         input (Tensor[N, output_dim * out_h * out_w, H, W]): position-sensitive score maps.
         rois (Tensor[K, 5]): boxes ``(batch_index, x1, y1, x2, y2)`` in input-image pixels.
         offset (Tensor[K, 2, out_h, out_w], optional): normalised bin offsets, x first.
-        output_size, spatial_scale, sampling_ratio, gamma: as in :func:`deform_roi_pool`.
+        output_size, spatial_scale, sampling_ratio, gamma, aligned: as in
+            :func:`deform_roi_pool`.
 
     Returns:
         Tensor[K, output_dim, out_h, out_w].
     """
     oh, ow = _pair(output_size)
     return torch.ops.dcn.ps_deform_roi_pool(
-        input, rois, offset, oh, ow, spatial_scale, sampling_ratio, gamma
+        input, rois, offset, oh, ow, spatial_scale, sampling_ratio, gamma, aligned
     )
 
 
@@ -176,7 +182,8 @@ def _deform_conv2d_backward_fake(grad, input, weight, offset, mask, bias, sh, sw
 
 
 def _roi_pool_fake(position_sensitive: bool):
-    def fake(input, rois, offset, pooled_h, pooled_w, spatial_scale, sampling_ratio, gamma):
+    def fake(input, rois, offset, pooled_h, pooled_w, spatial_scale, sampling_ratio, gamma,
+             aligned=True):
         channels = input.shape[1] // (pooled_h * pooled_w) if position_sensitive else input.shape[1]
         return input.new_empty((rois.shape[0], channels, pooled_h, pooled_w))
 
@@ -189,7 +196,7 @@ torch.library.register_fake("dcn::ps_deform_roi_pool")(_roi_pool_fake(True))
 
 @torch.library.register_fake("dcn::_deform_roi_pool_backward")
 def _deform_roi_pool_backward_fake(grad, input, rois, offset, pooled_h, pooled_w, spatial_scale,
-                                   sampling_ratio, gamma, position_sensitive):
+                                   sampling_ratio, gamma, aligned, position_sensitive):
     return (
         torch.empty_like(input),
         torch.empty_like(offset) if offset is not None else input.new_empty((0,)),

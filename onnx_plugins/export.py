@@ -5,7 +5,7 @@ Each dcn op becomes one node of the custom domain "dcn" (run it with ``onnx_plug
 - ``dcn::DeformConv2d(X, W, offset, [B], [mask])``, attributes ``kernel_shape, strides, pads,
   dilations, group, offset_group`` exactly as ONNX ``DeformConv``;
 - ``dcn::DeformRoIPool(X, rois, [offset])`` and ``dcn::PSDeformRoIPool(X, rois, [offset])``,
-  attributes ``output_dim, pooled_size, spatial_scale, sampling_ratio, gamma``.
+  attributes ``output_dim, pooled_size, spatial_scale, sampling_ratio, gamma, aligned``.
 
 With ``standard_deform_conv=True`` deformable convolutions are exported as the standard opset-19
 ``DeformConv`` instead, which plain ONNX Runtime runs without the plugin (the RoI ops have no
@@ -53,7 +53,8 @@ def _deform_conv2d(standard: bool):
 
 
 def _roi_pool(name: str):
-    def symbolic(g, input, rois, offset, pooled_h, pooled_w, spatial_scale, sampling_ratio, gamma):
+    def symbolic(g, input, rois, offset, pooled_h, pooled_w, spatial_scale, sampling_ratio, gamma,
+                 aligned):
         from torch.onnx import symbolic_helper as sym
 
         inputs = [input, rois] + ([] if _is_none(offset) else [offset])
@@ -62,7 +63,8 @@ def _roi_pool(name: str):
                                    sym._maybe_get_const(pooled_w, "i")],
                     spatial_scale_f=sym._maybe_get_const(spatial_scale, "f"),
                     sampling_ratio_i=sym._maybe_get_const(sampling_ratio, "i"),
-                    gamma_f=sym._maybe_get_const(gamma, "f"))
+                    gamma_f=sym._maybe_get_const(gamma, "f"),
+                    aligned_i=int(sym._maybe_get_const(aligned, "b")))
 
     return symbolic
 

@@ -30,7 +30,7 @@ def _bilinear(img, y, x):
 
 
 def deform_roi_pool_ref(input, rois, offset, output_size, spatial_scale, sampling_ratio, gamma,
-                        position_sensitive=False):
+                        position_sensitive=False, aligned=True):
     ph_n, pw_n = output_size
     k = rois.shape[0]
     c_in = input.shape[1]
@@ -40,14 +40,17 @@ def deform_roi_pool_ref(input, rois, offset, output_size, spatial_scale, samplin
         b = int(rois[r, 0])
         x1, y1, x2, y2 = (rois[r, i] * spatial_scale for i in range(1, 5))
         roi_w, roi_h = x2 - x1, y2 - y1
+        shift = 0.5 if aligned else 0.0
+        if not aligned:
+            roi_w, roi_h = torch.clamp(roi_w, min=1.0), torch.clamp(roi_h, min=1.0)
         bin_w, bin_h = roi_w / pw_n, roi_h / ph_n
         gh = sampling_ratio if sampling_ratio > 0 else max(int(math.ceil(bin_h.item())), 0)
         gw = sampling_ratio if sampling_ratio > 0 else max(int(math.ceil(bin_w.item())), 0)
         bins = []
         for i in range(ph_n):
             for j in range(pw_n):
-                sy = y1 - 0.5 + i * bin_h
-                sx = x1 - 0.5 + j * bin_w
+                sy = y1 - shift + i * bin_h
+                sx = x1 - shift + j * bin_w
                 if offset is not None:
                     sx = sx + gamma * roi_w * offset[r, 0, i, j]
                     sy = sy + gamma * roi_h * offset[r, 1, i, j]

@@ -26,13 +26,15 @@ def make(position_sensitive, k_rois=5, out=(3, 2), dtype=torch.float64):
 
 @pytest.mark.parametrize("position_sensitive", [False, True])
 @pytest.mark.parametrize("sampling_ratio", [2, 0, 1])
-def test_matches_reference_forward_and_gradients(position_sensitive, sampling_ratio):
+@pytest.mark.parametrize("aligned", [True, False])
+def test_matches_reference_forward_and_gradients(position_sensitive, sampling_ratio, aligned):
     x, rois, offset = make(position_sensitive)
     x.requires_grad_()
     offset.requires_grad_()
     args = ((3, 2), 0.5, sampling_ratio, 0.1)
-    ours = OPS[position_sensitive](x, rois, offset, *args)
-    ref = deform_roi_pool_ref(x, rois, offset, *args, position_sensitive=position_sensitive)
+    ours = OPS[position_sensitive](x, rois, offset, *args, aligned=aligned)
+    ref = deform_roi_pool_ref(x, rois, offset, *args, position_sensitive=position_sensitive,
+                              aligned=aligned)
     torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-10)
     g = torch.randn_like(ours)
     for a, b in zip(torch.autograd.grad(ours, (x, offset), g),
@@ -49,6 +51,15 @@ def test_zero_offsets_equal_roi_align():
     adaptive = ops.deform_roi_pool(x, rois, None, (3, 2), 0.5, 0)
     torch.testing.assert_close(
         adaptive, torchvision.ops.roi_align(x, rois, (3, 2), 0.5, 0, aligned=True))
+
+
+def test_zero_offsets_unaligned_equal_torchvision_legacy_roi_align():
+    x, rois, offset = make(False)
+    for sampling_ratio in (2, 0):
+        ours = ops.deform_roi_pool(x, rois, torch.zeros_like(offset), (3, 2), 0.5, sampling_ratio,
+                                   aligned=False)
+        ref = torchvision.ops.roi_align(x, rois, (3, 2), 0.5, sampling_ratio, aligned=False)
+        torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-12)
 
 
 def test_zero_offsets_equal_ps_roi_align():

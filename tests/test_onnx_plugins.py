@@ -95,19 +95,21 @@ def test_deform_conv2d_matches_torch_op(case):
 
 @pytest.mark.parametrize("op,ps", [("DeformRoIPool", False), ("PSDeformRoIPool", True)])
 @pytest.mark.parametrize("with_offset", [True, False])
-def test_roi_pools_match_torch_ops(op, ps, with_offset):
+@pytest.mark.parametrize("aligned", [1, 0])
+def test_roi_pools_match_torch_ops(op, ps, with_offset, aligned):
     rng = np.random.default_rng(2)
     x = rng.standard_normal((2, 12 if ps else 3, 9, 11), dtype=np.float32)
     rois = np.array([[0, 2, 3, 15, 12], [1, -6, -4, 8, 9], [1, 0, 0, 21, 17]], np.float32)
     offset = rng.standard_normal((3, 2, 3, 2), dtype=np.float32)
     inputs = ["X", "R", "O"] if with_offset else ["X", "R"]
     model = single_node_model(op, "dcn", inputs, pooled_size=[3, 2], spatial_scale=0.5,
-                              sampling_ratio=2, gamma=0.1)
+                              sampling_ratio=2, gamma=0.1, aligned=aligned)
     feeds = {"X": x, "R": rois, "O": offset}
     out = onnx_plugins.session(model).run(None, {k: feeds[k] for k in inputs})[0]
     fn = ops.ps_deform_roi_pool if ps else ops.deform_roi_pool
     ref = fn(torch.from_numpy(x), torch.from_numpy(rois),
-             torch.from_numpy(offset) if with_offset else None, (3, 2), 0.5, 2, 0.1)
+             torch.from_numpy(offset) if with_offset else None, (3, 2), 0.5, 2, 0.1,
+             bool(aligned))
     np.testing.assert_allclose(out, ref.numpy(), rtol=1e-5, atol=1e-5)
 
 

@@ -120,7 +120,7 @@ constexpr int64_t kMaxSamplingRatio = 64;
 inline std::string check_roi_pool_shapes(const Shape& input, const Shape& rois,
                                          const Shape* offset, int64_t pooled_h, int64_t pooled_w,
                                          double spatial_scale, int64_t sampling_ratio,
-                                         double gamma, bool position_sensitive,
+                                         double gamma, bool aligned, bool position_sensitive,
                                          RoIPoolShape* s) {
   if (input.size() != 4) return message("input must be [N, C, H, W], got ", shape_str(input));
   if (rois.size() != 2 || rois[1] != 5)
@@ -152,6 +152,7 @@ inline std::string check_roi_pool_shapes(const Shape& input, const Shape& rois,
   s->out_channels = static_cast<int>(position_sensitive ? c / (pooled_h * pooled_w) : c);
   s->sampling_ratio = static_cast<int>(sampling_ratio > 0 ? sampling_ratio : 0);
   s->position_sensitive = position_sensitive;
+  s->aligned = aligned;
   s->spatial_scale = spatial_scale;
   s->gamma = gamma;
   return "";

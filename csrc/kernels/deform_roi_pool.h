@@ -1,7 +1,7 @@
 // Deformable RoI pooling (Dai et al. 2017, sec. 2.2) and its position-sensitive variant.
 //
-// Output bin (ph, pw) of a RoI averages a grid of bilinear samples (RoIAlign style, half-pixel
-// aligned boxes) over the bin shifted by (gamma * roi_w * offset[0], gamma * roi_h * offset[1]).
+// Output bin (ph, pw) of a RoI averages a grid of bilinear samples (RoIAlign style; boxes
+// half-pixel aligned, or torchvision's legacy non-aligned boxes of at least one pixel) over the bin shifted by (gamma * roi_w * offset[0], gamma * roi_h * offset[1]).
 // Offsets are normalised, one (dx, dy) pair per bin: offset [K, 2, pooled_h, pooled_w], x first.
 // The plain variant reads input channel c for output channel c; the position-sensitive variant
 // reads channel (c * pooled_h + ph) * pooled_w + pw (R-FCN score maps).
@@ -17,6 +17,7 @@ struct RoIPoolShape {
   int out_channels;    // channels (plain) or channels / (pooled_h * pooled_w) (position-sensitive)
   int sampling_ratio;  // > 0: that many samples per bin side; <= 0: ceil(bin size)
   bool position_sensitive;
+  bool aligned;  // half-pixel box offset (RoIAlign aligned=True); else boxes of >= 1 pixel
   double spatial_scale;  // feature-map pixels per input-image pixel
   double gamma;          // offset scale
 
@@ -48,11 +49,15 @@ DCN_HOST_DEVICE int adaptive_grid(A bin, int limit) {
 template <typename A, typename T>
 DCN_HOST_DEVICE RoIBin<A> roi_bin(const RoIPoolShape& s, const T* roi, const T* offset, int ph,
                                   int pw) {
-  const A scale = A(s.spatial_scale);
-  const A x0 = A(roi[1]) * scale - A(0.5);
-  const A y0 = A(roi[2]) * scale - A(0.5);
-  const A roi_w = (A(roi[3]) - A(roi[1])) * scale;
-  const A roi_h = (A(roi[4]) - A(roi[2])) * scale;
+  const A scale = A(s.spatial_scale), shift = s.aligned ? A(0.5) : A(0);
+  const A x0 = A(roi[1]) * scale - shift;
+  const A y0 = A(roi[2]) * scale - shift;
+  A roi_w = (A(roi[3]) - A(roi[1])) * scale;
+  A roi_h = (A(roi[4]) - A(roi[2])) * scale;
+  if (!s.aligned) {
+    roi_w = roi_w > A(1) ? roi_w : A(1);
+    roi_h = roi_h > A(1) ? roi_h : A(1);
+  }
   RoIBin<A> b;
   b.bin_w = roi_w / A(s.pooled_w);
   b.bin_h = roi_h / A(s.pooled_h);

@@ -66,17 +66,17 @@ class DeformConv2dFunction : public torch::autograd::Function<DeformConv2dFuncti
 
 using RoIPoolFn = at::Tensor(const at::Tensor&, const at::Tensor&,
                              const std::optional<at::Tensor>&, int64_t, int64_t, double, int64_t,
-                             double);
+                             double, bool);
 using RoIPoolBackwardFn = std::tuple<at::Tensor, at::Tensor>(
     const at::Tensor&, const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
-    int64_t, int64_t, double, int64_t, double, bool);
+    int64_t, int64_t, double, int64_t, double, bool, bool);
 
 class DeformRoIPoolFunction : public torch::autograd::Function<DeformRoIPoolFunction> {
  public:
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input, const at::Tensor& rois,
                             const std::optional<at::Tensor>& offset, int64_t pooled_h,
                             int64_t pooled_w, double spatial_scale, int64_t sampling_ratio,
-                            double gamma, bool position_sensitive) {
+                            double gamma, bool aligned, bool position_sensitive) {
     at::AutoDispatchBelowADInplaceOrView guard;
     static auto plain = typed_op<RoIPoolFn>("dcn::deform_roi_pool");
     static auto ps = typed_op<RoIPoolFn>("dcn::ps_deform_roi_pool");
@@ -86,9 +86,11 @@ class DeformRoIPoolFunction : public torch::autograd::Function<DeformRoIPoolFunc
     ctx->saved_data["spatial_scale"] = spatial_scale;
     ctx->saved_data["sampling_ratio"] = sampling_ratio;
     ctx->saved_data["gamma"] = gamma;
+    ctx->saved_data["aligned"] = aligned;
     ctx->saved_data["position_sensitive"] = position_sensitive;
     return (position_sensitive ? ps : plain)
-        .call(input, rois, offset, pooled_h, pooled_w, spatial_scale, sampling_ratio, gamma);
+        .call(input, rois, offset, pooled_h, pooled_w, spatial_scale, sampling_ratio, gamma,
+              aligned);
   }
 
   static variable_list backward(AutogradContext* ctx, const variable_list& grads) {
@@ -99,9 +101,9 @@ class DeformRoIPoolFunction : public torch::autograd::Function<DeformRoIPoolFunc
     auto [gi, goff] = op.call(grads[0], saved[0], saved[1], offset, d["pooled_h"].toInt(),
                               d["pooled_w"].toInt(), d["spatial_scale"].toDouble(),
                               d["sampling_ratio"].toInt(), d["gamma"].toDouble(),
-                              d["position_sensitive"].toBool());
+                              d["aligned"].toBool(), d["position_sensitive"].toBool());
     return {gi,           at::Tensor(), offset ? goff : at::Tensor(), at::Tensor(), at::Tensor(),
-            at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+            at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -117,17 +119,17 @@ at::Tensor deform_conv2d_autograd(const at::Tensor& input, const at::Tensor& wei
 at::Tensor deform_roi_pool_autograd(const at::Tensor& input, const at::Tensor& rois,
                                     const std::optional<at::Tensor>& offset, int64_t pooled_h,
                                     int64_t pooled_w, double spatial_scale,
-                                    int64_t sampling_ratio, double gamma) {
+                                    int64_t sampling_ratio, double gamma, bool aligned) {
   return DeformRoIPoolFunction::apply(input, rois, offset, pooled_h, pooled_w, spatial_scale,
-                                      sampling_ratio, gamma, false);
+                                      sampling_ratio, gamma, aligned, false);
 }
 
 at::Tensor ps_deform_roi_pool_autograd(const at::Tensor& input, const at::Tensor& rois,
                                        const std::optional<at::Tensor>& offset, int64_t pooled_h,
                                        int64_t pooled_w, double spatial_scale,
-                                       int64_t sampling_ratio, double gamma) {
+                                       int64_t sampling_ratio, double gamma, bool aligned) {
   return DeformRoIPoolFunction::apply(input, rois, offset, pooled_h, pooled_w, spatial_scale,
-                                      sampling_ratio, gamma, true);
+                                      sampling_ratio, gamma, aligned, true);
 }
 
 }  // namespace

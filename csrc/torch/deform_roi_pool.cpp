@@ -12,7 +12,7 @@ namespace dcn {
 RoIPoolShape check_roi_pool_args(const at::Tensor& input, const at::Tensor& rois,
                                  const std::optional<at::Tensor>& offset, int64_t pooled_h,
                                  int64_t pooled_w, double spatial_scale, int64_t sampling_ratio,
-                                 double gamma, bool position_sensitive) {
+                                 double gamma, bool aligned, bool position_sensitive) {
   const char* op = position_sensitive ? "ps_deform_roi_pool" : "deform_roi_pool";
   TORCH_CHECK(at::isFloatingType(input.scalar_type()), op,
               ": input must be a floating-point tensor, got ", input.scalar_type());
@@ -22,7 +22,7 @@ RoIPoolShape check_roi_pool_args(const at::Tensor& input, const at::Tensor& rois
   RoIPoolShape s;
   const std::string error = check_roi_pool_shapes(
       input.sizes().vec(), rois.sizes().vec(), offset ? &offset_shape : nullptr, pooled_h,
-      pooled_w, spatial_scale, sampling_ratio, gamma, position_sensitive, &s);
+      pooled_w, spatial_scale, sampling_ratio, gamma, aligned, position_sensitive, &s);
   TORCH_CHECK(error.empty(), op, ": ", error);
   if (rois.size(0) > 0) {
     // Reading a RoI's batch index must never leave the input: reject any that is not an integer
@@ -47,10 +47,11 @@ at::Tensor contiguous_or_undefined(const std::optional<at::Tensor>& t) {
 at::Tensor roi_pool_forward(const RoIPoolKernels& kernels, const at::Tensor& input,
                             const at::Tensor& rois, const std::optional<at::Tensor>& offset,
                             int64_t pooled_h, int64_t pooled_w, double spatial_scale,
-                            int64_t sampling_ratio, double gamma, bool position_sensitive) {
+                            int64_t sampling_ratio, double gamma, bool aligned,
+                            bool position_sensitive) {
   const RoIPoolShape s = check_roi_pool_args(input, rois, offset, pooled_h, pooled_w,
                                              spatial_scale, sampling_ratio, gamma,
-                                             position_sensitive);
+                                             aligned, position_sensitive);
   at::Tensor out = at::empty({rois.size(0), s.out_channels, pooled_h, pooled_w}, input.options());
   if (out.numel() == 0) return out;
   kernels.forward(input.contiguous(), rois.contiguous(), contiguous_or_undefined(offset), s, out);
@@ -60,11 +61,11 @@ at::Tensor roi_pool_forward(const RoIPoolKernels& kernels, const at::Tensor& inp
 std::tuple<at::Tensor, at::Tensor> roi_pool_backward(
     const RoIPoolKernels& kernels, const at::Tensor& grad, const at::Tensor& input,
     const at::Tensor& rois, const std::optional<at::Tensor>& offset, int64_t pooled_h,
-    int64_t pooled_w, double spatial_scale, int64_t sampling_ratio, double gamma,
+    int64_t pooled_w, double spatial_scale, int64_t sampling_ratio, double gamma, bool aligned,
     bool position_sensitive) {
   const RoIPoolShape s = check_roi_pool_args(input, rois, offset, pooled_h, pooled_w,
                                              spatial_scale, sampling_ratio, gamma,
-                                             position_sensitive);
+                                             aligned, position_sensitive);
   const std::vector<int64_t> want = {rois.size(0), s.out_channels, pooled_h, pooled_w};
   TORCH_CHECK(grad.sizes() == at::IntArrayRef(want), "deform_roi_pool backward: grad must be ",
               shape_str(want), ", got ", shape_str(grad.sizes()));

@@ -29,18 +29,19 @@ struct RoIPoolKernels {
 RoIPoolShape check_roi_pool_args(const at::Tensor& input, const at::Tensor& rois,
                                  const std::optional<at::Tensor>& offset, int64_t pooled_h,
                                  int64_t pooled_w, double spatial_scale, int64_t sampling_ratio,
-                                 double gamma, bool position_sensitive);
+                                 double gamma, bool aligned, bool position_sensitive);
 
 at::Tensor roi_pool_forward(const RoIPoolKernels& kernels, const at::Tensor& input,
                             const at::Tensor& rois, const std::optional<at::Tensor>& offset,
                             int64_t pooled_h, int64_t pooled_w, double spatial_scale,
-                            int64_t sampling_ratio, double gamma, bool position_sensitive);
+                            int64_t sampling_ratio, double gamma, bool aligned,
+                            bool position_sensitive);
 
 // Returns (grad_input, grad_offset); grad_offset is empty without an offset.
 std::tuple<at::Tensor, at::Tensor> roi_pool_backward(
     const RoIPoolKernels& kernels, const at::Tensor& grad, const at::Tensor& input,
     const at::Tensor& rois, const std::optional<at::Tensor>& offset, int64_t pooled_h,
-    int64_t pooled_w, double spatial_scale, int64_t sampling_ratio, double gamma,
+    int64_t pooled_w, double spatial_scale, int64_t sampling_ratio, double gamma, bool aligned,
     bool position_sensitive);
 
 }  // namespace dcn
@@ -49,20 +50,24 @@ std::tuple<at::Tensor, at::Tensor> roi_pool_backward(
 #define DCN_DEFINE_ROI_POOL_ENTRY_POINTS(NAME, KERNELS)                                           \
   at::Tensor deform_roi_pool_##NAME(const at::Tensor& input, const at::Tensor& rois,             \
                                     const std::optional<at::Tensor>& offset, int64_t ph,         \
-                                    int64_t pw, double scale, int64_t sr, double gamma) {        \
-    return dcn::roi_pool_forward(KERNELS, input, rois, offset, ph, pw, scale, sr, gamma, false); \
+                                    int64_t pw, double scale, int64_t sr, double gamma,          \
+                                    bool aligned) {                                              \
+    return dcn::roi_pool_forward(KERNELS, input, rois, offset, ph, pw, scale, sr, gamma, aligned, \
+                                 false);                                                         \
   }                                                                                              \
   at::Tensor ps_deform_roi_pool_##NAME(const at::Tensor& input, const at::Tensor& rois,          \
                                        const std::optional<at::Tensor>& offset, int64_t ph,      \
-                                       int64_t pw, double scale, int64_t sr, double gamma) {     \
-    return dcn::roi_pool_forward(KERNELS, input, rois, offset, ph, pw, scale, sr, gamma, true);  \
+                                       int64_t pw, double scale, int64_t sr, double gamma,       \
+                                       bool aligned) {                                           \
+    return dcn::roi_pool_forward(KERNELS, input, rois, offset, ph, pw, scale, sr, gamma, aligned, \
+                                 true);                                                          \
   }                                                                                              \
   std::tuple<at::Tensor, at::Tensor> deform_roi_pool_backward_##NAME(                            \
       const at::Tensor& grad, const at::Tensor& input, const at::Tensor& rois,                   \
       const std::optional<at::Tensor>& offset, int64_t ph, int64_t pw, double scale, int64_t sr, \
-      double gamma, bool position_sensitive) {                                                   \
+      double gamma, bool aligned, bool position_sensitive) {                                     \
     return dcn::roi_pool_backward(KERNELS, grad, input, rois, offset, ph, pw, scale, sr, gamma,  \
-                                  position_sensitive);                                           \
+                                  aligned, position_sensitive);                                  \
   }
 
 #define DCN_REGISTER_ROI_POOL_ENTRY_POINTS(NAME)                                  \

@@ -14,12 +14,14 @@ TORCH_LIBRARY(dcn, m) {
       "-> (Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def(
       "deform_roi_pool(Tensor input, Tensor rois, Tensor? offset, int pooled_height, "
-      "int pooled_width, float spatial_scale, int sampling_ratio, float gamma) -> Tensor");
+      "int pooled_width, float spatial_scale, int sampling_ratio, float gamma, "
+      "bool aligned=True) -> Tensor");
   m.def(
       "ps_deform_roi_pool(Tensor input, Tensor rois, Tensor? offset, int pooled_height, "
-      "int pooled_width, float spatial_scale, int sampling_ratio, float gamma) -> Tensor");
+      "int pooled_width, float spatial_scale, int sampling_ratio, float gamma, "
+      "bool aligned=True) -> Tensor");
   m.def(
       "_deform_roi_pool_backward(Tensor grad, Tensor input, Tensor rois, Tensor? offset, "
       "int pooled_height, int pooled_width, float spatial_scale, int sampling_ratio, "
-      "float gamma, bool position_sensitive) -> (Tensor, Tensor)");
+      "float gamma, bool aligned, bool position_sensitive) -> (Tensor, Tensor)");
 }

@@ -39,6 +39,7 @@ RoIPoolAttributes::RoIPoolAttributes(const OrtKernelInfo* raw, bool ps)
   spatial_scale = scalar_attribute<float>(info, "spatial_scale", 1.0f);
   sampling_ratio = scalar_attribute<int64_t>(info, "sampling_ratio", 2);
   gamma = scalar_attribute<float>(info, "gamma", 0.1f);
+  aligned = scalar_attribute<int64_t>(info, "aligned", 1) != 0;
 }
 
 DeformConvShape checked_deform_conv_shape(const DeformConvAttributes& a, const Shape& x,
@@ -60,7 +61,8 @@ RoIPoolShape checked_roi_pool_shape(const RoIPoolAttributes& a, const Shape& x, 
   const std::string op = a.position_sensitive ? "PSDeformRoIPool" : "DeformRoIPool";
   RoIPoolShape s;
   check(op, check_roi_pool_shapes(x, rois, offset, a.pooled_h, a.pooled_w, a.spatial_scale,
-                                  a.sampling_ratio, a.gamma, a.position_sensitive, &s));
+                                  a.sampling_ratio, a.gamma, a.aligned, a.position_sensitive,
+                                  &s));
   fail_if(a.output_dim > 0 && a.output_dim != s.out_channels, op,
           message("output_dim=", a.output_dim, " but the input gives ", s.out_channels,
                   " output channels"));

@@ -75,7 +75,7 @@ struct RoIPoolAttributes {
   RoIPoolAttributes(const OrtKernelInfo* info, bool position_sensitive);
   int64_t output_dim, pooled_h, pooled_w, sampling_ratio;
   double spatial_scale, gamma;
-  bool position_sensitive;
+  bool aligned, position_sensitive;
 };
 
 // Shape checks of one call; throw on bad input.
