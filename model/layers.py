@@ -102,16 +102,22 @@ class ModulatedDeformConv2d(DeformConv2d):
     """Modulated deformable convolution (DCNv2): ``y(p0) = sum_k w_k * m_k * x(p0 + p_k + dp_k)``.
 
     ``offset_conv`` predicts offsets and mask logits (``3 * offset_groups * kh * kw`` channels);
-    masks are ``sigmoid(logits)``, 0.5 everywhere at initialisation as in the paper.
+    masks are ``modulation_scale * sigmoid(logits)``: 0.5 everywhere at initialisation as in the
+    paper with the default scale 1; with ``modulation_scale=2`` a fresh layer is exactly the
+    rigid convolution (masks 1), which keeps pretrained rigid weights' function when converting.
     """
 
     mask_channels_per_point = 1
+
+    def __init__(self, *args, modulation_scale: float = 1.0, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.modulation_scale = float(modulation_scale)
 
     def offsets(self, x: Tensor) -> Tuple[Tensor, Optional[Tensor]]:
         """Offsets [N, 2*G*kh*kw, out_h, out_w] and masks [N, G*kh*kw, out_h, out_w]."""
         out = self.offset_conv(x)
         points = self.offset_groups * self.kernel_size[0] * self.kernel_size[1]
-        return out[:, : 2 * points], torch.sigmoid(out[:, 2 * points:])
+        return out[:, : 2 * points], self.modulation_scale * torch.sigmoid(out[:, 2 * points:])
 
 
 class DeformRoIPool(nn.Module):
