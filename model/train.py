@@ -1,0 +1,142 @@
+"""Train the tree-crown detector on DeepForest's images (resumable).
+
+    python -m model.train [--config config.json] [--out runs/dcn] [--iterations N]
+
+Random crops with flips and jitter, SGD with warm-up and step decay, validation AP on SOAP_061
+every `eval_every` iterations, the best checkpoint kept (`<out>/best`), the latest one
+(`<out>/last`, with optimizer state) for resuming: rerunning the command continues where it
+stopped.
+"""
+import argparse
+import json
+import os
+import random
+import sys
+import time
+from typing import Any, Dict, List
+
+import numpy as np
+import torch
+
+from . import checkpoint, data
+from .evaluate import average_precision
+
+DEFAULTS: Dict[str, Any] = {
+    "architecture": {"builder": "dcn_mobilenet_v2_fpn", "num_classes": 2, "deformable": True,
+                     "min_size": 400, "max_size": 400, "box_detections_per_img": 500},
+    "crop": 400, "batch_size": 4, "iterations": 600, "lr": 0.02, "momentum": 0.9,
+    "weight_decay": 1e-4, "warmup": 50, "decay_at": [0.75, 0.92], "eval_every": 50,
+    "seed": 0, "threads": 0, "tile": {"size": 400, "overlap": 0.25, "nms_iou": 0.4},
+}
+
+
+def lr_at(cfg: Dict[str, Any], it: int) -> float:
+    lr = cfg["lr"] * min(1.0, (it + 1) / cfg["warmup"])
+    for frac in cfg["decay_at"]:
+        if it >= frac * cfg["iterations"]:
+            lr *= 0.1
+    return lr
+
+
+def validate(model, split: List[data.AnnotatedImage], cfg) -> Dict[str, float]:
+    from .inference import Detector
+
+    detector = Detector(model, {"tile": cfg["tile"]})
+    preds = detector.predict([a.image for a in split], score_threshold=0.0, max_detections=1000)
+    return average_precision(preds, [a.boxes for a in split])
+
+
+def checkpoint_config(cfg, it, metrics, best) -> Dict[str, Any]:
+    return {"architecture": cfg["architecture"], "classes": list(data.CLASSES),
+            "normalisation": "torchvision GeneralizedRCNNTransform (ImageNet mean/std)",
+            "tile": cfg["tile"],
+            "training": {"images": list(data.TRAIN_IMAGES), "validation": list(data.VAL_IMAGES),
+                         "held_out": list(data.HELD_OUT_IMAGES), "iteration": it,
+                         "config": cfg},
+            "metrics": {"validation": metrics, "best_validation_AP50": best}}
+
+
+def train(cfg: Dict[str, Any], out: str) -> Dict[str, float]:
+    from .inference import build_model
+
+    random.seed(cfg["seed"])
+    np.random.seed(cfg["seed"])
+    torch.manual_seed(cfg["seed"])
+    if cfg["threads"]:
+        torch.set_num_threads(cfg["threads"])
+    model = build_model(cfg["architecture"])
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg["momentum"],
+                          weight_decay=cfg["weight_decay"])
+    start, best = 0, -1.0
+    last = os.path.join(out, "last")
+    if os.path.exists(last + ".json"):  # resume
+        state = checkpoint.load_config(last)
+        checkpoint.load_weights(model, last)
+        opt.load_state_dict(torch.load(os.path.join(out, "optimizer.pt"), weights_only=True))
+        start = state["training"]["iteration"]
+        best = state["metrics"]["best_validation_AP50"]
+        print(f"resuming at iteration {start} (best AP50 {best:.3f})", flush=True)
+    crops = data.RandomTreeCrops(data.load_split(data.TRAIN_IMAGES), cfg["crop"],
+                                 seed=cfg["seed"] + start)
+    val = data.load_split(data.VAL_IMAGES)
+    stream = iter(crops)
+    model.train()
+    t0, seen, metrics = time.time(), 0, {}
+    for it in range(start, cfg["iterations"]):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(cfg, it)
+        batch = [next(stream) for _ in range(cfg["batch_size"])]
+        losses = model([b[0] for b in batch], [b[1] for b in batch])
+        loss = sum(losses.values())
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 10.0)
+        opt.step()
+        seen += len(batch)
+        done = it + 1
+        if done % 10 == 0:
+            rate = seen / (time.time() - t0)
+            bar = "#" * int(30 * done / cfg["iterations"])
+            print(f"[{bar:<30}] {done}/{cfg['iterations']} loss {loss.item():.3f} "
+                  + " ".join(f"{k[5:]}={v.item():.3f}" for k, v in losses.items())
+                  + f" {rate:.2f} img/s lr {lr_at(cfg, it):.4f}", flush=True)
+        if done % cfg["eval_every"] == 0 or done == cfg["iterations"]:
+            model.eval()
+            metrics = validate(model, val, cfg)
+            model.train()
+            if metrics["AP50"] > best:
+                best = metrics["AP50"]
+                checkpoint.save(model, checkpoint_config(cfg, done, metrics, best),
+                                os.path.join(out, "best"))
+            checkpoint.save(model, checkpoint_config(cfg, done, metrics, best), last)
+            torch.save(opt.state_dict(), os.path.join(out, "optimizer.pt"))
+            print(f"iteration {done}: validation {json.dumps(metrics)} (best AP50 {best:.3f})",
+                  flush=True)
+    return {"best_AP50": best, **metrics}
+
+
+def main(argv: List[str] = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", help="JSON file overriding the defaults")
+    ap.add_argument("--out", default="runs/dcn")
+    ap.add_argument("--iterations", type=int)
+    ap.add_argument("--plain", action="store_true", help="the ablation: no deformable parts")
+    args = ap.parse_args(argv)
+    cfg = json.loads(json.dumps(DEFAULTS))
+    if args.config:
+        with open(args.config) as f:
+            override = json.load(f)
+        cfg.update({k: v for k, v in override.items() if k != "architecture"})
+        cfg["architecture"].update(override.get("architecture", {}))
+    if args.iterations:
+        cfg["iterations"] = args.iterations
+    if args.plain:
+        cfg["architecture"]["deformable"] = False
+    os.makedirs(args.out, exist_ok=True)
+    result = train(cfg, args.out)
+    print(json.dumps(result), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

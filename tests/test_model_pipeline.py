@@ -1,0 +1,113 @@
+"""Data reading, checkpoints, tiled prediction and evaluation of the detector pipeline."""
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from model import checkpoint, data
+from model.evaluate import average_precision
+from model.inference import Detector, build_model, tile_origins
+
+SMALL = {"builder": "dcn_mobilenet_v2_fpn", "num_classes": 2, "min_size": 128, "max_size": 128}
+
+
+def test_annotation_counts_of_the_splits():
+    counts = {a.name: len(a.boxes) for a in data.load_split(data.TRAIN_IMAGES + data.VAL_IMAGES)}
+    assert counts == {"2019_YELL_2_528000_4978000_image_crop2": 574, "OSBS_029": 61,
+                      "SOAP_061": 37}
+
+
+def test_held_out_image_is_refused():
+    with pytest.raises(ValueError, match="held out"):
+        data.load_split(data.HELD_OUT_IMAGES)
+
+
+def test_csv_and_voc_readers_agree():
+    d = data.deepforest_data_dir()
+    voc = data.read_voc_boxes(os.path.join(d, "OSBS_029.xml"))
+    csv = data.read_csv_boxes(os.path.join(d, "OSBS_029.csv"), "OSBS_029.png")
+    np.testing.assert_array_equal(np.sort(voc, axis=0), np.sort(csv, axis=0))
+
+
+def test_random_crops_keep_boxes_inside():
+    crops = iter(data.RandomTreeCrops(data.load_split(["OSBS_029"]), crop=200, seed=3))
+    for _ in range(10):
+        image, target = next(crops)
+        assert image.shape == (3, 200, 200) and 0 <= image.min() and image.max() <= 1
+        b = target["boxes"]
+        assert (b[:, 0] >= 0).all() and (b[:, 2] <= 200).all() and (b[:, 2] > b[:, 0]).all()
+        assert (target["labels"] == 1).all()
+
+
+def test_tile_origins_cover_the_image():
+    assert tile_origins(300, 400, 0.25) == [0]
+    starts = tile_origins(1249, 400, 0.25)
+    assert starts[0] == 0 and starts[-1] == 849
+    assert all(b - a <= 300 for a, b in zip(starts, starts[1:]))
+
+
+class OneBoxPerTile(nn.Module):
+    """Detects one box at the same place in every tile (to check shifting and merging)."""
+
+    def forward(self, images):
+        return [{"boxes": torch.tensor([[10.0, 20.0, 50.0, 60.0]]), "scores": torch.tensor([0.9]),
+                 "labels": torch.tensor([1])} for _ in images]
+
+
+def test_tiled_prediction_returns_original_pixel_coordinates():
+    detector = Detector(OneBoxPerTile(), {"tile": {"size": 400, "overlap": 0.25, "nms_iou": 0.4}})
+    (small,), = [detector.predict([np.zeros((300, 200, 3), np.uint8)])]
+    np.testing.assert_allclose(small["boxes"], [[10, 20, 50, 60]])
+    (big,) = detector.predict([np.zeros((1035, 1249, 3), np.uint8)], max_detections=1000)
+    origins = {(x, y) for y in tile_origins(1035, 400, 0.25) for x in tile_origins(1249, 400, 0.25)}
+    expected = {(x + 10.0, y + 20.0) for x, y in origins}
+    assert {(b[0], b[1]) for b in big["boxes"].tolist()} == expected
+    (top,) = detector.predict([np.zeros((1035, 1249, 3), np.uint8)], max_detections=3)
+    assert len(top["boxes"]) == 3
+
+
+def test_checkpoint_round_trip_and_bad_files(tmp_path):
+    torch.manual_seed(0)
+    model = build_model(SMALL, pretrained_backbone=False)
+    stem = str(tmp_path / "ckpt")
+    checkpoint.save(model, {"architecture": SMALL, "tile": {"size": 128}}, stem, half=True)
+    config = checkpoint.load_config(stem)
+    assert config["architecture"] == SMALL
+    loaded = checkpoint.load_weights(build_model(SMALL, pretrained_backbone=False), stem)
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[k], v.half().to(v.dtype))
+
+    with open(stem + ".safetensors", "r+b") as f:  # corrupt the header
+        f.write(b"\xff" * 16)
+    with pytest.raises(checkpoint.CheckpointError, match="not a valid safetensors"):
+        checkpoint.load_weights(build_model(SMALL, pretrained_backbone=False), stem)
+    with open(stem + ".json", "w") as f:
+        f.write("{not json")
+    with pytest.raises(checkpoint.CheckpointError, match="not valid JSON"):
+        checkpoint.load_config(stem)
+    with pytest.raises(checkpoint.CheckpointError, match="not found"):
+        checkpoint.load_config(str(tmp_path / "missing"))
+
+
+def test_checkpoint_for_another_architecture_is_refused(tmp_path):
+    stem = str(tmp_path / "plain")
+    plain = {**SMALL, "deformable": False}
+    checkpoint.save(build_model(plain, pretrained_backbone=False), {"architecture": plain}, stem)
+    with pytest.raises(checkpoint.CheckpointError, match="does not fit"):
+        checkpoint.load_weights(build_model(SMALL, pretrained_backbone=False), stem)
+    with open(stem + ".json", "w") as f:
+        json.dump({"format": checkpoint.FORMAT, "architecture": {"builder": "nope"}}, f)
+    with pytest.raises(checkpoint.CheckpointError, match="unknown detector builder"):
+        build_model(checkpoint.load_config(stem)["architecture"])
+
+
+def test_average_precision_of_perfect_and_empty_predictions():
+    gt = [np.array([[0, 0, 10, 10], [20, 20, 40, 45]], np.float32)]
+    perfect = [{"boxes": gt[0], "scores": np.array([0.9, 0.8])}]
+    assert average_precision(perfect, gt)["AP50"] == pytest.approx(1.0)
+    shifted = [{"boxes": gt[0] + 100, "scores": np.array([0.9, 0.8])}]
+    assert average_precision(shifted, gt)["AP50"] == pytest.approx(0.0)
+    assert average_precision([{"boxes": np.zeros((0, 4)), "scores": np.zeros(0)}], gt)["AP50"] == 0
