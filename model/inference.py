@@ -88,6 +88,13 @@ class Detector:
                 per_image[i].append((out["boxes"] + shift, out["scores"], out["labels"]))
         return [self._merge(parts, score_threshold, max_detections) for parts in per_image]
 
+    def sampling_points(self, image: ImageLike, x: float, y: float):
+        """Composed sampling locations of the deformable layers for image point (x, y); see
+        model.sampling."""
+        from .sampling import sampling_points
+
+        return sampling_points(self, image, x, y)
+
     def _merge(self, parts, score_threshold: float, max_detections: int) -> Dict[str, np.ndarray]:
         boxes = torch.cat([p[0] for p in parts]).cpu()
         scores = torch.cat([p[1] for p in parts]).cpu()
