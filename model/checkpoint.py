@@ -70,3 +70,23 @@ def load_weights(model: nn.Module, stem: str) -> nn.Module:
                               f"{missing[:5]}, unexpected {unexpected[:5]}, wrong shape {wrong[:5]}")
     model.load_state_dict({k: v.to(reference[k].dtype) for k, v in state.items()})
     return model
+
+
+def ship(source: str, destination: str) -> None:
+    """Copies checkpoint `source` to `destination` in half precision (for the repository)."""
+    from .inference import build_model
+
+    config = load_config(source)
+    model = load_weights(build_model(config["architecture"], pretrained_backbone=False), source)
+    config.pop("format", None)
+    save(model, config, destination, half=True)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    ap = argparse.ArgumentParser(description="copy a checkpoint in half precision (to ship it)")
+    ap.add_argument("source")
+    ap.add_argument("destination")
+    args = ap.parse_args()
+    ship(args.source, args.destination)
