@@ -79,7 +79,10 @@ class DeformableMultiScaleRoIPool(poolers.MultiScaleRoIAlign):
 
 
 def _deformable_mobilenet_v2(deformable_blocks: int, weights_path: Optional[str]) -> nn.Module:
-    net = torchvision.models.mobilenet_v2(weights=None)
+    # Frozen batch norm, as torchvision's detection backbones: detection batches are too small
+    # for batch statistics.
+    net = torchvision.models.mobilenet_v2(weights=None,
+                                          norm_layer=torchvision.ops.FrozenBatchNorm2d)
     if weights_path:
         net.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
     # features[1..17] are inverted residual blocks; conv[1][0] is each one's 3x3 depthwise conv.

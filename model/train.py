@@ -24,7 +24,7 @@ from .evaluate import average_precision
 DEFAULTS: Dict[str, Any] = {
     "architecture": {"builder": "dcn_mobilenet_v2_fpn", "num_classes": 2, "deformable": True,
                      "min_size": 400, "max_size": 400, "box_detections_per_img": 500},
-    "crop": 400, "batch_size": 4, "iterations": 600, "lr": 0.02, "momentum": 0.9,
+    "crop": 400, "batch_size": 4, "iterations": 500, "lr": 0.02, "momentum": 0.9,
     "weight_decay": 1e-4, "warmup": 50, "decay_at": [0.75, 0.92], "eval_every": 50,
     "seed": 0, "threads": 0, "tile": {"size": 400, "overlap": 0.25, "nms_iou": 0.4},
 }
