@@ -96,17 +96,13 @@ DeformConv2dCpu::DeformConv2dCpu(const OrtKernelInfo* info)
 OrtStatusPtr DeformConv2dCpu::ComputeV2(OrtKernelContext* raw) {
   return status_of([&] {
     Ort::KernelContext ctx(raw);
-    const Ort::ConstValue x = ctx.GetInput(0), w = ctx.GetInput(1), offset = ctx.GetInput(2);
-    const Ort::ConstValue bias = optional_input(ctx, 3), mask = optional_input(ctx, 4);
-    const Shape bias_shape = bias ? shape_of(bias) : Shape();
-    const Shape mask_shape = mask ? shape_of(mask) : Shape();
-    const DeformConvShape s = checked_deform_conv_shape(
-        attributes, shape_of(x), shape_of(w), shape_of(offset), bias ? &bias_shape : nullptr,
-        mask ? &mask_shape : nullptr);
-    const int64_t c_out = shape_of(w)[0], P = s.out_size(), CK = s.column_width();
+    DeformConvCall call = deform_conv_call(ctx, attributes);
+    const DeformConvShape& s = call.shape;
+    const Ort::ConstValue &x = call.x, &w = call.w, &offset = call.offset;
+    const Ort::ConstValue &bias = call.bias, &mask = call.mask;
+    const int64_t c_out = call.c_out, P = s.out_size(), CK = s.column_width();
     const int64_t c_out_g = c_out / s.groups, rows_g = CK / s.groups;
-    Ort::UnownedValue y = ctx.GetOutput(0, {s.batch, c_out, s.out_h, s.out_w});
-    float* out = y.GetTensorMutableData<float>();
+    float* out = call.y.GetTensorMutableData<float>();
     if (s.batch == 0) return;
     const OrtParallel par{ctx};
     const ColumnLoops& loops = column_loops();

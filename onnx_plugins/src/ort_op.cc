@@ -56,6 +56,25 @@ DeformConvShape checked_deform_conv_shape(const DeformConvAttributes& a, const S
   return s;
 }
 
+DeformConvCall deform_conv_call(Ort::KernelContext& ctx, const DeformConvAttributes& a) {
+  DeformConvCall call;
+  call.x = ctx.GetInput(0);
+  call.w = ctx.GetInput(1);
+  call.offset = ctx.GetInput(2);
+  call.bias = optional_input(ctx, 3);
+  call.mask = optional_input(ctx, 4);
+  const Shape bias_shape = call.bias ? shape_of(call.bias) : Shape();
+  const Shape mask_shape = call.mask ? shape_of(call.mask) : Shape();
+  const Shape w_shape = shape_of(call.w);
+  call.shape = checked_deform_conv_shape(a, shape_of(call.x), w_shape, shape_of(call.offset),
+                                         call.bias ? &bias_shape : nullptr,
+                                         call.mask ? &mask_shape : nullptr);
+  call.c_out = w_shape[0];
+  const DeformConvShape& s = call.shape;
+  call.y = ctx.GetOutput(0, {s.batch, call.c_out, s.out_h, s.out_w});
+  return call;
+}
+
 RoIPoolShape checked_roi_pool_shape(const RoIPoolAttributes& a, const Shape& x, const Shape& rois,
                                     const Shape* offset) {
   const std::string op = a.position_sensitive ? "PSDeformRoIPool" : "DeformRoIPool";

@@ -78,6 +78,16 @@ struct RoIPoolAttributes {
   bool aligned, position_sensitive;
 };
 
+// One DeformConv2d call: its inputs (bias / mask null when absent), checked geometry, C_out and
+// the allocated output Y [N, C_out, out_h, out_w]. Throws on bad input.
+struct DeformConvCall {
+  Ort::ConstValue x{nullptr}, w{nullptr}, offset{nullptr}, bias{nullptr}, mask{nullptr};
+  DeformConvShape shape;
+  int64_t c_out = 0;
+  Ort::UnownedValue y{nullptr};
+};
+DeformConvCall deform_conv_call(Ort::KernelContext& ctx, const DeformConvAttributes& a);
+
 // Shape checks of one call; throw on bad input.
 DeformConvShape checked_deform_conv_shape(const DeformConvAttributes& a, const Shape& x,
                                           const Shape& w, const Shape& offset, const Shape* bias,
