@@ -71,7 +71,7 @@ def load_split(names: Sequence[str], data_dir: str = "") -> List[AnnotatedImage]
 
 def image_tensor(image: np.ndarray) -> torch.Tensor:
     """[H, W, 3] uint8 -> [3, H, W] float in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255)
+    return torch.tensor(np.asarray(image)).permute(2, 0, 1).float().div_(255)
 
 
 class RandomTreeCrops(torch.utils.data.IterableDataset):

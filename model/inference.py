@@ -44,7 +44,7 @@ def as_tensor(image: ImageLike) -> torch.Tensor:
     array = np.asarray(image)
     if array.ndim != 3 or array.shape[2] != 3:
         raise ValueError(f"expected an [H, W, 3] RGB image, got shape {array.shape}")
-    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).float().div_(255)
+    return torch.tensor(array).permute(2, 0, 1).float().div_(255)
 
 
 def tile_origins(length: int, size: int, overlap: float) -> List[int]:
