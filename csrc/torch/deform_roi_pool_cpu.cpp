@@ -4,8 +4,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
-#include <vector>
-
+#include "../cpu/roi_pool_loops.h"
 #include "deform_roi_pool.h"
 
 namespace dcn {
@@ -16,37 +15,20 @@ const T* data_or_null(const at::Tensor& t) {
   return t.defined() ? t.data_ptr<T>() : nullptr;
 }
 
+// at::parallel_for as the RoI loop's parallel policy.
+struct AtenParallel {
+  template <typename F>
+  void run(int64_t begin, int64_t end, int64_t grain, const F& f) const {
+    at::parallel_for(begin, end, grain, f);
+  }
+};
+
 void forward_cpu(const at::Tensor& input, const at::Tensor& rois, const at::Tensor& offset,
                  const RoIPoolShape& s, at::Tensor& out) {
-  const int64_t bins = int64_t(s.pooled_h) * s.pooled_w, plane = int64_t(s.height) * s.width;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "roi_fwd", [&] {
-    using A = at::opmath_type<scalar_t>;
-    const scalar_t *in = input.data_ptr<scalar_t>(), *r = rois.data_ptr<scalar_t>();
-    const scalar_t* off = data_or_null<scalar_t>(offset);
-    scalar_t* o = out.data_ptr<scalar_t>();
-    // One (RoI, bin) per item: its samples' taps are computed once and reused by every output
-    // channel (they all sample the same points).
-    at::parallel_for(0, rois.size(0) * bins, 4, [&](int64_t lo, int64_t hi) {
-      std::vector<BilinearTaps<A>> taps;
-      for (int64_t i = lo; i < hi; ++i) {
-        const int64_t n = i / bins;
-        const int ph = static_cast<int>(i % bins / s.pooled_w);
-        const int pw = static_cast<int>(i % s.pooled_w);
-        const RoIBin<A> bin = roi_bin_at<A>(s, r, off, n, ph, pw);
-        taps.clear();
-        for_each_bin_sample(bin, s.height, s.width,
-                            [&](const BilinearTaps<A>& t) { taps.push_back(t); });
-        const A count = roi_bin_count(bin);
-        const int64_t base = roi_input_plane<A>(s, r, n, 0, ph, pw);
-        const int64_t step = s.position_sensitive ? int64_t(bins) * plane : plane;
-        for (int c = 0; c < s.out_channels; ++c) {
-          const scalar_t* im = in + base + c * step;
-          A sum = A(0);
-          for (const BilinearTaps<A>& t : taps) sum += bilinear_sample(im, t, 1);
-          o[(n * s.out_channels + c) * bins + ph * s.pooled_w + pw] = scalar_t(sum / count);
-        }
-      }
-    });
+    roi_pool_forward_rows<at::opmath_type<scalar_t>>(
+        AtenParallel(), s, input.data_ptr<scalar_t>(), rois.data_ptr<scalar_t>(),
+        data_or_null<scalar_t>(offset), rois.size(0), out.data_ptr<scalar_t>());
   });
 }
 

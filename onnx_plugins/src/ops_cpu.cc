@@ -5,6 +5,7 @@
 #include "ops_cpu.h"
 
 #include "../../csrc/cpu/isa.h"
+#include "../../csrc/cpu/roi_pool_loops.h"
 
 #include <algorithm>
 #include <vector>
@@ -163,18 +164,9 @@ OrtStatusPtr DeformRoIPoolCpu<PositionSensitive>::ComputeV2(OrtKernelContext* ra
     const float* r = rois.GetTensorData<float>();
     check(kName, check_roi_batch_indices(r, rois_shape[0], x_shape[0]));
     Ort::UnownedValue y = ctx.GetOutput(0, {rois_shape[0], s.out_channels, s.pooled_h, s.pooled_w});
-    float* out = y.GetTensorMutableData<float>();
-    const float *in = x.GetTensorData<float>(), *off = data_or_null(offset);
-    const int64_t bins = int64_t(s.pooled_h) * s.pooled_w;
-    const int64_t count = rois_shape[0] * s.out_channels * bins;
-    OrtParallel{ctx}.run(0, count, 64, [&](int64_t lo, int64_t hi) {
-      for (int64_t i = lo; i < hi; ++i) {
-        out[i] = roi_pool_output<float>(s, in, r, off, i / (bins * s.out_channels),
-                                        static_cast<int>(i / bins % s.out_channels),
-                                        static_cast<int>(i % bins / s.pooled_w),
-                                        static_cast<int>(i % s.pooled_w));
-      }
-    });
+    roi_pool_forward_rows<float>(OrtParallel{ctx}, s, x.GetTensorData<float>(), r,
+                                 data_or_null(offset), rois_shape[0],
+                                 y.GetTensorMutableData<float>());
   });
 }
 
