@@ -75,37 +75,54 @@ def image_tensor(image: np.ndarray) -> torch.Tensor:
 
 
 class RandomTreeCrops(torch.utils.data.IterableDataset):
-    """Endless random crops (crop x crop px) of the training images, sampled by area, with
-    horizontal/vertical flips and brightness/contrast jitter. Boxes keep only crowns whose centre
-    falls in the crop (clipped to it). Yields (image [3, h, w] float, target dict)."""
+    """Endless random crops of the training images, sampled by area: a square window of
+    crop / s px (s drawn from `scale`, so crowns appear smaller or larger than in the source) resized
+    to crop x crop, one of the 8 flips/right-angle rotations (aerial views have no up), and colour
+    jitter (brightness, contrast, saturation down to grey, per-channel gain: dead grey snags and
+    green crowns both occur). Boxes keep only crowns whose centre falls in the window (clipped to
+    it). Yields (image [3, crop, crop] float in [0, 1], target dict)."""
 
-    def __init__(self, images: List[AnnotatedImage], crop: int = 400, seed: int = 0) -> None:
-        self.images, self.crop, self.seed = images, crop, seed
+    def __init__(self, images: List[AnnotatedImage], crop: int = 400, seed: int = 0,
+                 scale: Tuple[float, float] = (1.0, 1.0)) -> None:
+        self.images, self.crop, self.seed, self.scale = images, crop, seed, scale
         self.weights = [a.image.shape[0] * a.image.shape[1] for a in images]
 
     def sample(self, rng: random.Random) -> Tuple[torch.Tensor, dict]:
         item = rng.choices(self.images, weights=self.weights)[0]
         h, w = item.image.shape[:2]
-        ch, cw = min(self.crop, h), min(self.crop, w)
+        window = int(round(self.crop / rng.uniform(*self.scale)))
+        ch, cw = min(window, h), min(window, w)
         y0, x0 = rng.randint(0, h - ch), rng.randint(0, w - cw)
-        crop = item.image[y0:y0 + ch, x0:x0 + cw].astype(np.float32)
+        crop = item.image[y0:y0 + ch, x0:x0 + cw]
         boxes = item.boxes - np.array([x0, y0, x0, y0], np.float32)
         cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
-        boxes = boxes[(cx >= 0) & (cx < cw) & (cy >= 0) & (cy < ch)]
-        boxes = np.clip(boxes, 0, [cw, ch, cw, ch])
+        boxes = np.clip(boxes[(cx >= 0) & (cx < cw) & (cy >= 0) & (cy < ch)], 0, [cw, ch, cw, ch])
+        if window != self.crop:
+            f = self.crop / window
+            th, tw = max(1, int(round(ch * f))), max(1, int(round(cw * f)))
+            crop = np.asarray(Image.fromarray(crop).resize((tw, th), Image.BILINEAR))
+            boxes = boxes * np.array([tw / cw, th / ch, tw / cw, th / ch], np.float32)
+            ch, cw = th, tw
+        crop = crop.astype(np.float32)
         if rng.random() < 0.5:
             crop = crop[:, ::-1]
             boxes = np.stack([cw - boxes[:, 2], boxes[:, 1], cw - boxes[:, 0], boxes[:, 3]], 1)
         if rng.random() < 0.5:
             crop = crop[::-1]
             boxes = np.stack([boxes[:, 0], ch - boxes[:, 3], boxes[:, 2], ch - boxes[:, 1]], 1)
-        contrast, brightness = rng.uniform(0.8, 1.2), rng.uniform(-20, 20)
+        if rng.random() < 0.5:  # transpose: with the flips, all 8 right-angle symmetries
+            crop = crop.transpose(1, 0, 2)
+            boxes = boxes[:, [1, 0, 3, 2]]
+        gray = crop.mean(2, keepdims=True)
+        crop = gray + (crop - gray) * rng.uniform(0.0, 1.3)  # saturation, down to grey
+        crop = crop * np.array([rng.uniform(0.9, 1.1) for _ in range(3)], np.float32)
+        contrast, brightness = rng.uniform(0.7, 1.3), rng.uniform(-25, 25)
         crop = np.clip((crop - crop.mean()) * contrast + crop.mean() + brightness, 0, 255)
         keep = (boxes[:, 2] - boxes[:, 0] > 1) & (boxes[:, 3] - boxes[:, 1] > 1)
         boxes = boxes[keep].reshape(-1, 4)
         target = {"boxes": torch.from_numpy(np.ascontiguousarray(boxes, np.float32)),
                   "labels": torch.ones(len(boxes), dtype=torch.int64)}
-        return image_tensor(crop.astype(np.uint8)), target
+        return image_tensor(np.ascontiguousarray(crop.astype(np.uint8))), target
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()

@@ -24,8 +24,9 @@ from .evaluate import average_precision
 DEFAULTS: Dict[str, Any] = {
     "architecture": {"builder": "dcn_mobilenet_v2_fpn", "num_classes": 2, "deformable": True,
                      "min_size": 400, "max_size": 400, "box_detections_per_img": 500},
-    "crop": 400, "batch_size": 4, "iterations": 500, "lr": 0.02, "momentum": 0.9,
-    "weight_decay": 1e-4, "warmup": 50, "decay_at": [0.75, 0.92], "eval_every": 50,
+    "crop": 400, "scale": [0.5, 1.25], "batch_size": 4, "iterations": 600, "lr": 0.01,
+    "momentum": 0.9,
+    "weight_decay": 1e-4, "warmup": 50, "decay_at": [0.7, 0.9], "eval_every": 50,
     "seed": 0, "threads": 0, "tile": {"size": 400, "overlap": 0.25, "nms_iou": 0.4},
 }
 
@@ -78,7 +79,7 @@ def train(cfg: Dict[str, Any], out: str) -> Dict[str, float]:
         best = state["metrics"]["best_validation_AP50"]
         print(f"resuming at iteration {start} (best AP50 {best:.3f})", flush=True)
     crops = data.RandomTreeCrops(data.load_split(data.TRAIN_IMAGES), cfg["crop"],
-                                 seed=cfg["seed"] + start)
+                                 seed=cfg["seed"] + start, scale=tuple(cfg["scale"]))
     val = data.load_split(data.VAL_IMAGES)
     stream = iter(crops)
     model.train()

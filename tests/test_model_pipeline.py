@@ -42,6 +42,28 @@ def test_random_crops_keep_boxes_inside():
         assert (target["labels"] == 1).all()
 
 
+def test_random_crop_geometry_moves_boxes_with_pixels():
+    # One bright square crown on a dark field: after any scale/flip/rotation the box must still
+    # frame the bright pixels.
+    image = np.full((600, 600, 3), 40, np.uint8)
+    image[250:330, 300:360] = 220
+    item = data.AnnotatedImage("square", image, np.array([[300, 250, 360, 330]], np.float32))
+    crops = iter(data.RandomTreeCrops([item], crop=200, seed=1, scale=(0.4, 1.5)))
+    seen = 0
+    for _ in range(40):
+        img, target = next(crops)
+        assert img.shape == (3, 200, 200)
+        for x1, y1, x2, y2 in target["boxes"].round().int().tolist():
+            if x2 - x1 < 8 or y2 - y1 < 8:
+                continue  # clipped at the window edge
+            inside = img[:, y1 + 2:y2 - 2, x1 + 2:x2 - 2].mean()
+            ring = torch.cat([img[:, max(y1 - 4, 0):max(y1 - 1, 0), x1:x2].flatten(),
+                              img[:, y2 + 1:y2 + 4, x1:x2].flatten()])
+            assert inside > 0.25 + (ring.mean() if ring.numel() else 0)
+            seen += 1
+    assert seen >= 5
+
+
 def test_tile_origins_cover_the_image():
     assert tile_origins(300, 400, 0.25) == [0]
     starts = tile_origins(1249, 400, 0.25)
