@@ -57,16 +57,52 @@ def tile_origins(length: int, size: int, overlap: float) -> List[int]:
 
 
 class Detector:
-    """A detection model plus its config (tiling); see the module docstring."""
+    """Tiled detection and offset probing over one runtime of a detector. This class runs the
+    eager PyTorch model; `model.runtimes` has the TorchScript and ONNX Runtime twins, which
+    override `_run` and `probe` only.
+
+    config: the checkpoint config (architecture, tile settings, ...); `layers`: geometry of the
+    deformable layers (see model.sampling.layer_meta).
+    """
 
     def __init__(self, model: nn.Module, config: Dict[str, Any], device: str = "cpu") -> None:
+        from .sampling import layer_meta
+
         self.model = model.to(device).eval()
+        self._setup(config, device, model.transform, layer_meta(model))
+        self._probe = None  # built on first use
+
+    def _setup(self, config: Dict[str, Any], device: str, transform: nn.Module,
+               layers: List[Dict[str, Any]]) -> None:
         self.config = config
         self.device = torch.device(device)
+        self.transform = transform.eval()
+        self.layers = layers
         tile = config.get("tile", {})
         self.tile_size = int(tile.get("size", 400))
         self.tile_overlap = float(tile.get("overlap", 0.25))
         self.nms_iou = float(tile.get("nms_iou", 0.4))
+
+    def _run(self, tiles: List[torch.Tensor]) -> List[Dict[str, torch.Tensor]]:
+        """Raw model outputs for a batch of [3, h, w] tiles (boxes in tile pixels)."""
+        return self.model(tiles)
+
+    @torch.no_grad()
+    def preprocess(self, image: torch.Tensor):
+        """[3, H, W] float in [0, 1] -> (network input [1, 3, h, w] on the device, scale from
+        original to network pixels), exactly as the detector's own transform does it."""
+        batch, _ = self.transform([image.to(self.device)])
+        return batch.tensors, batch.image_sizes[0][0] / image.shape[1]
+
+    @torch.no_grad()
+    def probe(self, batch: torch.Tensor) -> List[np.ndarray]:
+        """Offsets and masks of the deformable layers for a network input (see
+        model.sampling.OffsetProbe)."""
+        if self._probe is None:
+            from .sampling import OffsetProbe
+
+            self._probe = OffsetProbe(self.model)
+        return [t.cpu().numpy() for t in self._probe(batch)]
 
     @torch.no_grad()
     def predict(self, images: Sequence[ImageLike], score_threshold: float = 0.3,
@@ -82,7 +118,7 @@ class Detector:
         per_image = [[] for _ in tensors]
         for s in range(0, len(tiles), batch_size):
             batch = [t.to(self.device) for t in tiles[s:s + batch_size]]
-            for out, (i, x0, y0) in zip(self.model(batch), owners[s:s + batch_size]):
+            for out, (i, x0, y0) in zip(self._run(batch), owners[s:s + batch_size]):
                 shift = torch.tensor([x0, y0, x0, y0], dtype=out["boxes"].dtype,
                                      device=out["boxes"].device)
                 per_image[i].append((out["boxes"] + shift, out["scores"], out["labels"]))

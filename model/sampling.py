@@ -5,80 +5,108 @@ learned offsets applied to the kernel grid); each of those is an output position
 below, which samples kh*kw locations in turn, and so on: 9 -> 81 -> 729 points for three stacked
 3x3 layers. Each point carries the product of the modulation masks along its path.
 
-    layers = sampling_points(detector, image, x, y)   # top layer first
+    layers = sampling_points(detector, image, x, y)   # top layer first (any runtime)
     png = render_sampling_points(image, layers)       # PNG bytes, colour by layer, size by weight
 """
 import io
-from typing import Dict, List, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
+from torch import Tensor, nn
 
-from .inference import Detector, as_tensor
+from .inference import as_tensor
 from .layers import DeformConv2d
 
 LAYER_COLOURS = [(255, 64, 64), (255, 200, 0), (64, 160, 255), (160, 255, 96), (220, 96, 255)]
 
 
-def _capture(detector: Detector, image) -> Tuple[List[tuple], float]:
-    """Runs the backbone on `image`; returns each deformable layer's (name, module, offsets,
-    masks) in forward order, and the scale from original to network-input pixels."""
-    model = detector.model
-    records, hooks = [], []
-    for name, module in model.named_modules():
-        if isinstance(module, DeformConv2d):
-            def hook(mod, inputs, output, name=name):
-                offset, mask = mod.offsets(inputs[0])
-                records.append((name, mod, offset[0], mask[0] if mask is not None else None))
-            hooks.append(module.register_forward_hook(hook))
-    try:
-        with torch.no_grad():
-            tensor = as_tensor(image).to(detector.device)
-            batch, _ = model.transform([tensor])
-            model.backbone(batch.tensors)
-    finally:
-        for h in hooks:
-            h.remove()
-    scale = batch.image_sizes[0][0] / tensor.shape[1]
-    return records, scale
+def layer_meta(model: nn.Module) -> List[Dict[str, Any]]:
+    """Geometry of the detector's deformable layers in forward order (JSON-serialisable)."""
+    return [{"layer": name, "kernel_size": list(m.kernel_size), "stride": list(m.stride),
+             "padding": list(m.padding), "dilation": list(m.dilation)}
+            for name, m in model.named_modules() if isinstance(m, DeformConv2d)]
 
 
-def sampling_points(detector: Detector, image, x: float, y: float) -> List[Dict[str, np.ndarray]]:
-    """Composed sampling locations of the stacked deformable layers for image point (x, y).
+class OffsetProbe(nn.Module):
+    """The detector's backbone body, returning what its deformable layers predicted instead of
+    features. Traceable, so TorchScript and ONNX runtimes carry it next to the detector.
 
-    Returns one dict per layer, top layer first: {"layer": module name, "points": [n, 2] (x, y)
-    in original image pixels, "weights": [n] products of the masks (1 without masks)}, with
-    n = 9, 81, 729, ... for 3x3 kernels.
+    forward(x [1, 3, h, w], normalised and resized as by the detector's transform) ->
+    (offset_0 [1, 2*G*K, H0, W0], mask_0 [1, G*K, H0, W0], offset_1, mask_1, ...), layers in
+    forward order; a layer without modulation reports a mask of ones.
     """
-    records, scale = _capture(detector, image)
-    if not records:
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.body = model.backbone.body
+        self.deformable = [m for m in self.body.modules() if isinstance(m, DeformConv2d)]
+
+    def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
+        records: List[Tensor] = []
+
+        def record(module, inputs, output):
+            offset, mask = module.offsets(inputs[0])
+            if mask is None:
+                points = offset.shape[1] // 2
+                mask = torch.ones_like(offset[:, :points])
+            records.extend([offset, mask])
+
+        hooks = [m.register_forward_hook(record) for m in self.deformable]
+        try:
+            self.body(x)
+        finally:
+            for h in hooks:
+                h.remove()
+        return tuple(records)
+
+
+def compose(layers: List[Dict[str, Any]], arrays: Sequence[np.ndarray], input_height: int,
+            scale: float, x: float, y: float) -> List[Dict[str, Any]]:
+    """Composes the probe's outputs (`arrays`: offset_0, mask_0, ... each with a leading batch
+    dim of 1, from a network input `input_height` pixels high) for image point (x, y); `scale`
+    maps original to network-input pixels.
+
+    Returns one dict per layer, top layer first: {"layer": name, "points": [n, 2] (x, y) in
+    original image pixels, "weights": [n] products of the masks along each path}, with
+    n = 9, 81, 729, ... for stacked 3x3 layers.
+    """
+    if not layers:
         return []
-    height, width = as_tensor(image).shape[1:]
-    input_h = records[-1][2].shape[1]  # all stacked layers share one map size here
-    stride = (height * scale) / input_h
-    # Output-map position of the image point in the top layer, then down the stack.
+    records = [(meta, np.asarray(arrays[2 * i])[0], np.asarray(arrays[2 * i + 1])[0])
+               for i, meta in enumerate(layers)]
+    # The stacked layers share one map; its stride in network-input pixels:
+    stride = input_height / records[-1][1].shape[1]
     u = np.array([[(y * scale + 0.5) / stride - 0.5, (x * scale + 0.5) / stride - 0.5]])
     weights = np.ones(1)
-    layers = []
-    for name, module, offset, mask in reversed(records):
-        kh, kw = module.kernel_size
+    out = []
+    for meta, offset, mask in reversed(records):
+        kh, kw = meta["kernel_size"]
         out_h, out_w = offset.shape[1:]
         pos = np.clip(np.rint(u), 0, [out_h - 1, out_w - 1]).astype(int)
-        off = offset[:, pos[:, 0], pos[:, 1]].cpu().numpy().reshape(-1, kh * kw, 2, len(pos))[0]
-        grid = np.array([(i * module.dilation[0], j * module.dilation[1])
+        off = offset[:, pos[:, 0], pos[:, 1]].reshape(-1, kh * kw, 2, len(pos))[0]
+        grid = np.array([(i * meta["dilation"][0], j * meta["dilation"][1])
                          for i in range(kh) for j in range(kw)], dtype=np.float64)
-        base = pos * np.array(module.stride) - np.array(module.padding)  # [n, 2]
+        base = pos * np.array(meta["stride"]) - np.array(meta["padding"])  # [n, 2]
         # points[n, k] = base[n] + grid[k] + (dy, dx) offsets of point k at position n
         points = base[:, None, :] + grid[None, :, :] + np.transpose(off, (2, 0, 1))
-        w = np.ones((len(pos), kh * kw))
-        if mask is not None:
-            w = mask[:, pos[:, 0], pos[:, 1]].cpu().numpy().reshape(kh * kw, len(pos)).T
+        w = mask[:kh * kw, pos[:, 0], pos[:, 1]].reshape(kh * kw, len(pos)).T
         u = points.reshape(-1, 2)
         weights = (weights[:, None] * w).reshape(-1)
         image_yx = ((u + 0.5) * stride - 0.5) / scale
-        layers.append({"layer": name, "points": image_yx[:, ::-1].copy(), "weights": weights})
-    return layers
+        out.append({"layer": meta["layer"], "points": image_yx[:, ::-1].astype(np.float64),
+                    "weights": weights.astype(np.float64)})
+    return out
+
+
+def sampling_points(detector, image, x: float, y: float) -> List[Dict[str, Any]]:
+    """Composed sampling locations of the stacked deformable layers for image point (x, y) of
+    `image` ([H, W, 3] uint8 or [3, H, W] float), with any detector runtime (eager, TorchScript,
+    ONNX Runtime); see `compose` for the result."""
+    tensor = as_tensor(image)
+    batch, scale = detector.preprocess(tensor)
+    return compose(detector.layers, detector.probe(batch), batch.shape[-2], scale, x, y)
 
 
 def render_sampling_points(image, layers: List[Dict[str, np.ndarray]], x: float = None,

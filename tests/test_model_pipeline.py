@@ -74,6 +74,8 @@ def test_tile_origins_cover_the_image():
 class OneBoxPerTile(nn.Module):
     """Detects one box at the same place in every tile (to check shifting and merging)."""
 
+    transform = nn.Identity()
+
     def forward(self, images):
         return [{"boxes": torch.tensor([[10.0, 20.0, 50.0, 60.0]]), "scores": torch.tensor([0.9]),
                  "labels": torch.tensor([1])} for _ in images]

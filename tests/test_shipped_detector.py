@@ -1,14 +1,15 @@
 """The shipped default detector: loads by default, finds the validation trees, detects large
 images at full resolution, and gives the same detections in eager, TorchScript and ONNX Runtime."""
+import os
+
 import numpy as np
 import pytest
 import torch
 
-import onnx_plugins
 from model import data
 from model.evaluate import average_precision
-from model.export import export_onnx, export_torchscript
 from model.inference import load_detector
+from model.runtimes import KINDS, OnnxRuntimeDetector, load_runtime
 
 
 @pytest.fixture(scope="module")
@@ -39,20 +40,43 @@ def test_large_image_is_detected_in_tiles_at_full_resolution(detector):
     assert result["boxes"][:, 0].max() > 900 and result["boxes"][:, 1].max() > 700
 
 
-def test_eager_torchscript_and_onnxruntime_agree(detector, validation, tmp_path):
-    image = data.image_tensor(validation[0].image)
-    with torch.no_grad():
-        eager = detector.model([image])[0]
-    ts_path, onnx_path = str(tmp_path / "d.pt"), str(tmp_path / "d.onnx")
-    export_torchscript(detector, ts_path)
-    scripted = torch.jit.load(ts_path)
-    with torch.no_grad():
-        ts = scripted([image])[1][0]
-    export_onnx(detector, onnx_path)
-    boxes, labels, scores = onnx_plugins.session(onnx_path).run(None, {"image": image.numpy()})
+@pytest.fixture(scope="module")
+def runtimes(tmp_path_factory):
+    cache = str(tmp_path_factory.mktemp("runtimes"))
+    return {kind: load_runtime(kind, cache_dir=cache) for kind in KINDS}
+
+
+def test_eager_torchscript_and_onnxruntime_agree(runtimes, validation):
+    image = validation[0].image
+    results = {k: d.predict([image], score_threshold=0.05, max_detections=1000)[0]
+               for k, d in runtimes.items()}
+    eager = results["torch"]
     assert len(eager["boxes"]) > 0
-    for other_boxes, other_scores in ((ts["boxes"].numpy(), ts["scores"].numpy()),
-                                      (boxes, scores)):
-        assert len(other_boxes) == len(eager["boxes"])
-        np.testing.assert_allclose(other_boxes, eager["boxes"].numpy(), atol=1.0)
-        np.testing.assert_allclose(other_scores, eager["scores"].numpy(), atol=1e-3)
+    for kind in ("torchscript", "onnxruntime"):
+        assert len(results[kind]["boxes"]) == len(eager["boxes"]), kind
+        np.testing.assert_allclose(results[kind]["boxes"], eager["boxes"], atol=1.0)
+        np.testing.assert_allclose(results[kind]["scores"], eager["scores"], atol=1e-3)
+
+
+def test_every_runtime_composes_the_same_sampling_points(runtimes, validation):
+    image = validation[0].image
+    points = {k: d.sampling_points(image, 210.0, 190.0) for k, d in runtimes.items()}
+    assert [len(layer["points"]) for layer in points["torch"]] == [9, 81, 729]
+    for kind in ("torchscript", "onnxruntime"):
+        for ours, eager in zip(points[kind], points["torch"]):
+            assert ours["layer"] == eager["layer"]
+            np.testing.assert_allclose(ours["points"], eager["points"], atol=1e-2)
+            np.testing.assert_allclose(ours["weights"], eager["weights"], atol=1e-4)
+
+
+def test_runtime_exports_are_cached_and_validated(tmp_path):
+    first = load_runtime("torchscript", cache_dir=str(tmp_path))
+    (folder,) = os.listdir(tmp_path)
+    stamp = os.path.getmtime(tmp_path / folder / "detector.pt")
+    load_runtime("torchscript", cache_dir=str(tmp_path))
+    assert os.path.getmtime(tmp_path / folder / "detector.pt") == stamp
+    assert first.layers and first.config["classes"] == ["tree"]
+    with pytest.raises(ValueError, match="unknown backend"):
+        load_runtime("tensorrt")
+    with pytest.raises(ValueError, match="not a onnxruntime runtime"):
+        OnnxRuntimeDetector(str(tmp_path / folder))
