@@ -14,7 +14,10 @@ export CUDA_HOME TORCH_CUDA_ARCH_LIST MAX_JOBS
 SOURCES := $(wildcard csrc/kernels/*.h csrc/common/*.h csrc/cpu/*.h csrc/cpu/*.inc csrc/torch/*.h csrc/torch/*.inc csrc/cuda/*.cuh csrc/torch/*.cpp csrc/torch/*.cu) setup.py
 EXTENSION := model/.built-cuda$(WITH_CUDA)
 
-.PHONY: setup build test bench test-asan clean
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: setup build test bench test-asan clean serve browser
 
 $(VENV)/.deps: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -66,7 +69,19 @@ endif
 build: $(EXTENSION) $(ORT_LIB)
 setup: build
 
-test: build
+# Serves the shipped default model (settings: DCN_* environment variables, see README).
+serve: build
+	$(PY) -m service --host $(HOST) --port $(PORT)
+
+# Debian's chromium + chromium-driver for the web page test (browser downloads cannot work here).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  sudo=$$(test "$$(id -u)" = 0 || echo sudo); \
+	  $$sudo apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends \
+	    chromium chromium-driver >/dev/null; }
+
+test: build browser
 	$(PY) -m pytest -q
 
 bench: build

@@ -39,6 +39,9 @@ def dcn_extension():
 
 setup(
     packages=find_packages(include=["model*", "service*", "onnx_plugins*"]),
+    # The shipped detector, the web page and (when built first) the ONNX Runtime op libraries.
+    package_data={"model": ["weights/*.safetensors", "weights/*.json"],
+                  "service": ["static/*"], "onnx_plugins": ["lib/*.so"]},
     ext_modules=[dcn_extension()],
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
 )

@@ -117,6 +117,7 @@ def render_sampling_points(image, layers: List[Dict[str, np.ndarray]], x: float 
     canvas = Image.fromarray(array).convert("RGB")
     draw = ImageDraw.Draw(canvas, "RGBA")
     for depth, layer in reversed(list(enumerate(layers))):
+        depth = layer.get("index", depth)  # a single layer picked from the stack keeps its colour
         colour = LAYER_COLOURS[depth % len(LAYER_COLOURS)]
         w = layer["weights"] / max(float(layer["weights"].max()), 1e-6)
         for (px, py), wi in zip(layer["points"], w):

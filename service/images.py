@@ -1,0 +1,84 @@
+"""Decoding uploads into [H, W, 3] uint8 RGB arrays, with the checks that come before it.
+
+JPEG, PNG, WebP, BMP and TIFF; EXIF orientation applied; grayscale, palette, CMYK, alpha and
+16-bit images converted. The declared size is checked against the pixel limit from the header,
+before any pixel data is decoded (decompression bombs).
+"""
+import io
+import warnings
+from typing import Optional
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF")
+CONTENT_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "image/x-ms-bmp",
+                 "image/tiff")
+
+
+class ImageError(Exception):
+    """An upload that cannot be served; `status` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.detail = status, detail
+
+
+def check_content_type(content_type: Optional[str]) -> None:
+    """415 for a declared type that is not one of the supported image types."""
+    base = (content_type or "").split(";")[0].strip().lower()
+    if base not in CONTENT_TYPES:
+        raise ImageError(415, f"unsupported content type {base or '(none)'!r}; send one of "
+                              f"{', '.join(CONTENT_TYPES)} as the body or as multipart field "
+                              "'image'")
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if array.max(initial=0) > 255 or image.mode != "I" else 255.0
+        return Image.fromarray(np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    if image.mode == "F":
+        array = np.asarray(image, dtype=np.float64)
+        top = 1.0 if array.max(initial=0) <= 1.0 else 255.0
+        return Image.fromarray(np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba)
+    return image
+
+
+def decode(data: bytes, max_pixels: int) -> np.ndarray:
+    """Upload bytes -> [H, W, 3] uint8 RGB; raises ImageError (400 undecodable or truncated,
+    413 over `max_pixels`, 415 not a supported format)."""
+    if not data:
+        raise ImageError(400, "empty image")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))  # reads the header only
+    except Image.DecompressionBombError as e:
+        raise ImageError(413, f"image too large: {e}") from e
+    except UnidentifiedImageError as e:
+        raise ImageError(400, "cannot decode the image (not a JPEG, PNG, WebP, BMP or TIFF "
+                              "file, or corrupt)") from e
+    if image.format not in FORMATS:
+        raise ImageError(415, f"unsupported image format {image.format}")
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageError(413, f"image of {width} x {height} pixels exceeds the limit of "
+                              f"{max_pixels} pixels")
+    if width == 0 or height == 0:
+        raise ImageError(400, "image has no pixels")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            rgb = _to_rgb(image).convert("RGB")
+    except Image.DecompressionBombError as e:
+        raise ImageError(413, f"image too large: {e}") from e
+    except (OSError, ValueError, SyntaxError, EOFError) as e:
+        raise ImageError(400, f"cannot decode the image: {e}") from e
+    return np.asarray(rgb, dtype=np.uint8)

@@ -1,0 +1,45 @@
+"""Backend implementation over model.runtimes (torch, TorchScript or ONNX Runtime)."""
+import os
+from typing import List, Optional
+
+import numpy as np
+
+from .backend import Detections, Layers
+
+
+class ModelBackend:
+    def __init__(self, kind: str, checkpoint: Optional[str], device: str,
+                 cache_dir: Optional[str] = None, threads: int = 0) -> None:
+        import torch
+
+        from model.runtimes import load_runtime
+        from model.inference import DEFAULT_CHECKPOINT
+
+        if threads:
+            torch.set_num_threads(threads)
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("device=cuda but no CUDA device is available")
+        self.name, self.device = kind, device
+        self.detector = load_runtime(kind, checkpoint, device, cache_dir)
+        self.model_name = os.path.basename(checkpoint or DEFAULT_CHECKPOINT)
+        self.classes = list(self.detector.config.get("classes", []))
+
+    def predict(self, images: List[np.ndarray], score_threshold: float,
+                max_detections: int) -> List[Detections]:
+        return self.detector.predict(images, score_threshold=score_threshold,
+                                     max_detections=max_detections)
+
+    def sampling_points(self, image: np.ndarray, x: float, y: float) -> Layers:
+        return self.detector.sampling_points(image, x, y)
+
+    def render(self, image: np.ndarray, layers: Layers, x: float, y: float) -> bytes:
+        from model.sampling import render_sampling_points
+
+        return render_sampling_points(image, layers, x, y)
+
+    def warmup(self) -> None:
+        size = self.detector.tile_size
+        ramp = np.linspace(0, 255, size * size * 3).astype(np.uint8).reshape(size, size, 3)
+        self.predict([ramp], 0.5, 10)

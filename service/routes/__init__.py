@@ -1,0 +1,1 @@
+"""Routers, one per concern: detect, offsets, health (healthz/readyz/metrics), web page."""

@@ -1,0 +1,47 @@
+"""Typed service settings: environment variables `DCN_<NAME>`, overridden by command-line flags
+`--<name>` (underscores as dashes)."""
+import argparse
+from typing import List, Literal, Optional
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DCN_", extra="ignore")
+
+    host: str = Field("127.0.0.1", description="interface to bind (0.0.0.0 in containers)")
+    port: int = Field(8000, ge=1, le=65535)
+    checkpoint: Optional[str] = Field(
+        None, description="checkpoint stem (<stem>.safetensors + <stem>.json); default: the "
+                          "shipped tree-crown detector")
+    backend: Literal["torch", "torchscript", "onnxruntime"] = "torch"
+    device: Literal["cpu", "cuda", "auto"] = Field("auto", description="auto: cuda if available")
+    max_batch_size: int = Field(8, ge=1, le=256, description="images per backend call")
+    max_delay_ms: float = Field(10.0, ge=0, le=10_000,
+                                description="longest wait for a batch to fill after its first "
+                                            "request")
+    queue_size: int = Field(64, ge=1, description="waiting requests beyond which /detect 503s")
+    request_timeout_s: float = Field(30.0, gt=0, description="queue + inference; then 504")
+    max_upload_bytes: int = Field(20 * 2**20, ge=1024, description="request body limit (413)")
+    max_image_pixels: int = Field(40_000_000, ge=1,
+                                  description="width x height limit checked before decoding")
+    recent_results: int = Field(256, ge=0, description="detections kept for GET /offsets/{id}")
+    recent_results_bytes: int = Field(256 * 2**20, ge=0,
+                                      description="memory bound of the kept uploads")
+    threads: int = Field(0, ge=0, description="intra-op threads (0: the runtime's default)")
+    cache_dir: Optional[str] = Field(None, description="where TorchScript/ONNX exports are "
+                                                       "cached (default ~/.cache/dcnserve)")
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+
+def parse_args(argv: Optional[List[str]] = None) -> Settings:
+    """Settings from the environment with command-line flags on top."""
+    parser = argparse.ArgumentParser(prog="dcnserve", description="deformable-conv detector "
+                                     "inference service")
+    for name, field in Settings.model_fields.items():
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, default=None,
+                            help=f"{field.description or ''} (env DCN_{name.upper()}, "
+                                 f"default {field.default})")
+    args = parser.parse_args(argv)
+    return Settings(**{k: v for k, v in vars(args).items() if v is not None})
