@@ -11,6 +11,7 @@ import argparse
 from typing import List, Optional
 
 import torch
+from torch import nn
 
 from .inference import Detector, load_detector
 
@@ -27,6 +28,67 @@ def export_onnx(detector: Detector, path: str, example: Optional[torch.Tensor] =
     export(detector.model.eval(), ([example],), path, ["image"], ["boxes", "labels", "scores"],
            {"image": {1: "height", 2: "width"}, "boxes": {0: "detections"},
             "labels": {0: "detections"}, "scores": {0: "detections"}})
+
+
+class TileBatch(nn.Module):
+    """The detector as a batched graph with fixed-size outputs, for servers that batch requests
+    themselves (Triton's dynamic batcher):
+
+    images [B, S, S, 3] uint8 (B <= slots, S the tile size) -> boxes [B, K, 4] float (x1, y1, x2,
+    y2 tile pixels), scores [B, K] float, labels [B, K] int64 (zero-padded past `count`),
+    count [B, 1] int64.
+
+    Torchvision's detection heads loop over images in Python, so the traced graph holds `slots`
+    image pipelines: a batch is zero-padded to `slots` images (the backbone runs them as one
+    batch) and the padding's outputs are cut off. Full batches waste nothing; a lone image costs
+    as much as a full batch.
+    """
+
+    def __init__(self, model: nn.Module, slots: int, max_detections: int) -> None:
+        super().__init__()
+        self.model, self.slots, self.k = model.eval(), slots, max_detections
+
+    def forward(self, images: torch.Tensor):
+        x = images.permute(0, 3, 1, 2).float() / 255.0
+        # Pad to `slots` images with static shapes: append `slots` blank images, keep the first.
+        x = torch.cat([x, x.new_zeros((self.slots,) + x.shape[1:])])[: self.slots]
+        boxes, scores, labels = [], [], []
+        for out in self.model(list(x.unbind(0))):
+            boxes.append(torch.cat([out["boxes"], out["boxes"].new_zeros(self.k, 4)])[: self.k])
+            scores.append(torch.cat([out["scores"], out["scores"].new_zeros(self.k)])[: self.k])
+            labels.append(torch.cat([out["labels"], out["labels"].new_zeros(self.k)])[: self.k])
+        n = images.shape[0]
+        scores_ = torch.stack(scores)[:n]
+        count = (scores_ > 0).sum(1, keepdim=True)
+        return torch.stack(boxes)[:n], scores_, torch.stack(labels)[:n], count
+
+
+TILE_BATCH_OUTPUTS = ["boxes", "scores", "labels", "count"]
+
+
+def export_tile_batch_onnx(detector: Detector, path: str, slots: int,
+                           max_detections: int) -> None:
+    """TileBatch of the detector as ONNX (dynamic batch dimension, dcn custom ops)."""
+    from onnx_plugins.export import export
+
+    size = detector.tile_size
+    example = torch.randint(0, 256, (2, size, size, 3), dtype=torch.uint8)
+    batch = {0: "batch"}
+    export(TileBatch(detector.model, slots, max_detections), (example,), path, ["images"],
+           TILE_BATCH_OUTPUTS, {"images": batch, **{name: batch for name in TILE_BATCH_OUTPUTS}})
+    # The exporter cannot infer the fixed output sizes through the detection heads: declare them
+    # (servers such as Triton read them from the graph).
+    import onnx
+
+    graph = onnx.load(path)
+    fixed = {"boxes": [max_detections, 4], "scores": [max_detections],
+             "labels": [max_detections], "count": [1]}
+    for output in graph.graph.output:
+        dims = output.type.tensor_type.shape.dim
+        for dim, value in zip(list(dims)[1:], fixed[output.name]):
+            dim.ClearField("dim_param")
+            dim.dim_value = value
+    onnx.save(graph, path)
 
 
 def main(argv: List[str] = None) -> None:
