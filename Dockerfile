@@ -1,0 +1,57 @@
+# syntax=docker/dockerfile:1
+# dcnserve GPU image. Build: `docker compose build` (or `docker build -t dcnserve .`).
+# Stage 1 builds the torch extension and the ONNX Runtime op libraries with the project's own
+# Makefile for the data-centre GPU architectures; stage 2 is the CUDA runtime with the service.
+ARG CUDA_VERSION=13.0.0
+ARG UBUNTU=ubuntu24.04
+
+FROM nvidia/cuda:${CUDA_VERSION}-devel-${UBUNTU} AS build
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# debian-archive-keyring: onnx_plugins/fetch_ort_headers.sh reads ONNX Runtime's headers from
+# Debian's libonnxruntime-dev with a private apt state.
+RUN apt-get update && apt-get install -y --no-install-recommends \
+        python3 python3-venv python3-dev g++ make ca-certificates debian-archive-keyring \
+    && rm -rf /var/lib/apt/lists/*
+ENV CUDA_HOME=/usr/local/cuda \
+    TORCH_CUDA_ARCH_LIST="8.0;8.6;8.9;9.0;10.0;12.0" \
+    PIP_NO_CACHE_DIR=1 \
+    PYTHON=python3
+WORKDIR /opt/dcnserve
+# Dependencies first: this layer (torch and friends) is rebuilt only when pyproject.toml changes.
+COPY pyproject.toml Makefile ./
+RUN make .venv/.deps \
+    && .venv/bin/pip uninstall -y onnxruntime \
+    && .venv/bin/pip install "onnxruntime-gpu>=1.22"
+# ONNX Runtime headers (changes only with the fetch script).
+COPY onnx_plugins/fetch_ort_headers.sh onnx_plugins/
+RUN make third_party/onnxruntime/onnxruntime_cxx_api.h
+# The code, then the build: model/_C (CPU + CUDA), libdcn_ort.so, libdcn_ort_cuda.so.
+COPY . .
+RUN touch .venv/.deps third_party/onnxruntime/onnxruntime_cxx_api.h \
+    && make build WITH_CUDA=1 MAX_JOBS="$(nproc)" \
+    && rm -rf build .venv/requirements.txt
+
+FROM nvidia/cuda:${CUDA_VERSION}-runtime-${UBUNTU} AS runtime
+RUN apt-get update && apt-get install -y --no-install-recommends python3 libgomp1 \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --create-home --uid 10001 dcn \
+    && mkdir -p /var/cache/dcnserve /models /checkpoints \
+    && chown dcn /var/cache/dcnserve /models
+WORKDIR /opt/dcnserve
+# The virtual environment is its own layer: unchanged code leaves it cached, and a code change
+# does not copy torch again.
+COPY --from=build /opt/dcnserve/.venv /opt/dcnserve/.venv
+COPY --from=build /opt/dcnserve/model /opt/dcnserve/model
+COPY --from=build /opt/dcnserve/onnx_plugins /opt/dcnserve/onnx_plugins
+COPY --from=build /opt/dcnserve/service /opt/dcnserve/service
+ENV PATH=/opt/dcnserve/.venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    DCN_HOST=0.0.0.0 \
+    DCN_PORT=8000 \
+    DCN_DEVICE=auto \
+    DCN_CACHE_DIR=/var/cache/dcnserve
+USER 10001
+EXPOSE 8000
+HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('DCN_PORT', '8000') + '/healthz', timeout=4)"]
+ENTRYPOINT ["python", "-m", "service"]
