@@ -119,11 +119,13 @@ def _detector(backbone: nn.Module, num_classes: int, deformable_roi_pool: bool,
 def dcn_mobilenet_v2_fpn(num_classes: int = 2, deformable: bool = True,
                          deformable_blocks: int = 3, pretrained_backbone: bool = True,
                          trainable_layers: int = 3, representation_size: int = 256,
+                         anchor_sizes: Optional[Sequence[Sequence[int]]] = None,
                          **kwargs) -> FasterRCNN:
     """Faster R-CNN, MobileNetV2 + FPN backbone (ImageNet weights when available), with
     `deformable_blocks` deformable depthwise convs in the last stage and deformable RoI pooling.
     deformable=False builds the plain ablation (rigid convs, RoIAlign). kwargs go to FasterRCNN
-    (min_size, max_size, box_detections_per_img, ...). trainable_layers counts backbone stages
+    (min_size, max_size, box_detections_per_img, rpn_fg_iou_thresh, ...); anchor_sizes gives
+    each FPN level its anchor sizes. trainable_layers counts backbone stages
     trained from the end (the deformable last stage always trains)."""
     weights = mobilenet_v2_weights_path() if pretrained_backbone else None
     net = (_deformable_mobilenet_v2(deformable_blocks, weights) if deformable
@@ -132,8 +134,11 @@ def dcn_mobilenet_v2_fpn(num_classes: int = 2, deformable: bool = True,
     # last stage (with the deformable blocks) feeds the stride-32 level.
     backbone = _mobilenet_extractor(net, True, trainable_layers, returned_layers=[2, 3, 5])
     if "rpn_anchor_generator" not in kwargs:
-        kwargs["rpn_anchor_generator"] = AnchorGenerator(((16, 32, 64, 128),) * 4,
-                                                         ((0.5, 1.0, 2.0),) * 4)
+        # anchor_sizes: one tuple per FPN level (strides 8, 16, 32, 64), the same count on each;
+        # default: 16-128 px on every level (the first shipped checkpoint's layout).
+        sizes = tuple(tuple(level) for level in anchor_sizes) if anchor_sizes else (
+            ((16, 32, 64, 128),) * 4)
+        kwargs["rpn_anchor_generator"] = AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes))
     return _detector(backbone, num_classes, deformable, representation_size, **kwargs)
 
 

@@ -23,7 +23,13 @@ from .evaluate import average_precision
 
 DEFAULTS: Dict[str, Any] = {
     "architecture": {"builder": "dcn_mobilenet_v2_fpn", "num_classes": 2, "deformable": True,
-                     "min_size": 400, "max_size": 400, "box_detections_per_img": 500},
+                     "min_size": 400, "max_size": 400, "box_detections_per_img": 500,
+                     # FPN-style anchors (three sizes per level) and a 0.5 IoU for RPN positives:
+                     # 15-60 px crowns otherwise get one low-quality anchor each.
+                     "anchor_sizes": [[16, 24, 32], [32, 48, 64], [64, 96, 128],
+                                      [128, 192, 256]],
+                     "rpn_fg_iou_thresh": 0.5, "rpn_bg_iou_thresh": 0.3,
+                     "box_batch_size_per_image": 256},
     "crop": 400, "scale": [0.5, 1.25], "batch_size": 4, "iterations": 600, "lr": 0.01,
     "momentum": 0.9,
     "weight_decay": 1e-4, "warmup": 50, "decay_at": [0.7, 0.9], "eval_every": 50,
