@@ -29,7 +29,10 @@ DEFAULTS: Dict[str, Any] = {
                      "anchor_sizes": [[16, 24, 32], [32, 48, 64], [64, 96, 128],
                                       [128, 192, 256]],
                      "rpn_fg_iou_thresh": 0.5, "rpn_bg_iou_thresh": 0.3,
-                     "box_batch_size_per_image": 256},
+                     "box_batch_size_per_image": 256,
+                     # Train all but the stem: the stride-8 level's features (block 4) are
+                     # frozen ImageNet features otherwise, and aerial crowns are not ImageNet.
+                     "trainable_layers": 5},
     "crop": 400, "scale": [0.5, 1.25], "batch_size": 4, "iterations": 600, "lr": 0.01,
     "momentum": 0.9,
     "weight_decay": 1e-4, "warmup": 50, "decay_at": [0.7, 0.9], "eval_every": 50,
@@ -53,13 +56,13 @@ def validate(model, split: List[data.AnnotatedImage], cfg) -> Dict[str, float]:
     return average_precision(preds, [a.boxes for a in split])
 
 
-def checkpoint_config(cfg, it, metrics, best) -> Dict[str, Any]:
+def checkpoint_config(cfg, it, metrics, best, seconds: float = 0.0) -> Dict[str, Any]:
     return {"architecture": cfg["architecture"], "classes": list(data.CLASSES),
             "normalisation": "torchvision GeneralizedRCNNTransform (ImageNet mean/std)",
             "tile": cfg["tile"],
             "training": {"images": list(data.TRAIN_IMAGES), "validation": list(data.VAL_IMAGES),
                          "held_out": list(data.HELD_OUT_IMAGES), "iteration": it,
-                         "config": cfg},
+                         "seconds": round(seconds, 1), "config": cfg},
             "metrics": {"validation": metrics, "best_validation_AP50": best}}
 
 
@@ -75,7 +78,7 @@ def train(cfg: Dict[str, Any], out: str) -> Dict[str, float]:
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg["momentum"],
                           weight_decay=cfg["weight_decay"])
-    start, best = 0, -1.0
+    start, best, spent = 0, -1.0, 0.0  # spent: training seconds before this process
     last = os.path.join(out, "last")
     if os.path.exists(last + ".json"):  # resume
         state = checkpoint.load_config(last)
@@ -83,6 +86,7 @@ def train(cfg: Dict[str, Any], out: str) -> Dict[str, float]:
         opt.load_state_dict(torch.load(os.path.join(out, "optimizer.pt"), weights_only=True))
         start = state["training"]["iteration"]
         best = state["metrics"]["best_validation_AP50"]
+        spent = float(state["training"].get("seconds", 0.0))
         print(f"resuming at iteration {start} (best AP50 {best:.3f})", flush=True)
     crops = data.RandomTreeCrops(data.load_split(data.TRAIN_IMAGES), cfg["crop"],
                                  seed=cfg["seed"] + start, scale=tuple(cfg["scale"]))
@@ -112,15 +116,16 @@ def train(cfg: Dict[str, Any], out: str) -> Dict[str, float]:
             model.eval()
             metrics = validate(model, val, cfg)
             model.train()
+            seconds = spent + time.time() - t0
             if metrics["AP50"] > best:
                 best = metrics["AP50"]
-                checkpoint.save(model, checkpoint_config(cfg, done, metrics, best),
+                checkpoint.save(model, checkpoint_config(cfg, done, metrics, best, seconds),
                                 os.path.join(out, "best"))
-            checkpoint.save(model, checkpoint_config(cfg, done, metrics, best), last)
+            checkpoint.save(model, checkpoint_config(cfg, done, metrics, best, seconds), last)
             torch.save(opt.state_dict(), os.path.join(out, "optimizer.pt"))
-            print(f"iteration {done}: validation {json.dumps(metrics)} (best AP50 {best:.3f})",
-                  flush=True)
-    return {"best_AP50": best, **metrics}
+            print(f"iteration {done}: validation {json.dumps(metrics)} (best AP50 {best:.3f}, "
+                  f"{seconds / 60:.1f} min)", flush=True)
+    return {"best_AP50": best, **metrics, "minutes": round((spent + time.time() - t0) / 60, 1)}
 
 
 def main(argv: List[str] = None) -> None:

@@ -135,3 +135,21 @@ def test_average_precision_of_perfect_and_empty_predictions():
     shifted = [{"boxes": gt[0] + 100, "scores": np.array([0.9, 0.8])}]
     assert average_precision(shifted, gt)["AP50"] == pytest.approx(0.0)
     assert average_precision([{"boxes": np.zeros((0, 4)), "scores": np.zeros(0)}], gt)["AP50"] == 0
+
+
+def test_training_is_resumable(tmp_path, capsys):
+    from model.train import DEFAULTS, train
+
+    cfg = json.loads(json.dumps(DEFAULTS))
+    cfg["architecture"].update(min_size=128, max_size=128)
+    cfg.update(crop=128, batch_size=1, iterations=2, eval_every=2, warmup=1)
+    first = train(cfg, str(tmp_path))
+    assert os.path.exists(tmp_path / "best.safetensors") and 0 <= first["AP50"] <= 1
+    saved = checkpoint.load_config(str(tmp_path / "last"))
+    assert saved["training"]["iteration"] == 2 and saved["training"]["seconds"] > 0
+    cfg["iterations"] = 3
+    train(cfg, str(tmp_path))
+    assert "resuming at iteration 2" in capsys.readouterr().out
+    resumed = checkpoint.load_config(str(tmp_path / "last"))
+    assert resumed["training"]["iteration"] == 3
+    assert resumed["training"]["seconds"] > saved["training"]["seconds"]
