@@ -172,3 +172,44 @@ def test_timeout_gives_504_and_failed_load_is_reported_by_readyz():
         assert r.status_code == 503 and "weights are corrupt" in r.json()["detail"]
         r = client.post("/detect", content=body, headers={"content-type": "image/png"})
         assert r.status_code == 503 and r.headers["retry-after"]
+
+
+def test_client_that_disconnects_is_dropped_from_its_batch():
+    import socket
+    import threading
+    import urllib.parse
+
+    import httpx
+
+    from service.app import create_app
+    from service_support import encode, live_server, photo
+
+    class CountingBackend(SlowBackend):
+        def __init__(self):
+            super().__init__(delay=1.5)
+            self.images = 0
+
+        def predict(self, images, threshold, limit):
+            self.images += len(images)
+            return super().predict(images, threshold, limit)
+
+    backend = CountingBackend()
+    body = encode(photo("coffee")[:64, :64])
+    app = create_app(Settings(max_batch_size=1, max_delay_ms=0), backend=backend)
+    with live_server(app) as url:
+        busy = threading.Thread(target=lambda: httpx.post(
+            url + "/detect", content=body, headers={"content-type": "image/png"}, timeout=30))
+        busy.start()  # occupies the backend for 1.5 s
+        time.sleep(0.3)
+        host = urllib.parse.urlparse(url)
+        with socket.create_connection((host.hostname, host.port)) as s:  # queued behind it ...
+            s.sendall(b"POST /detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                      + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            time.sleep(0.3)
+        # ... and gone before its turn: its job is cancelled, never run.
+        busy.join()
+        time.sleep(2.0)
+        assert backend.images == 1
+        r = httpx.post(url + "/detect", content=body, headers={"content-type": "image/png"},
+                       timeout=30)
+        assert r.status_code == 200 and backend.images == 2
