@@ -112,6 +112,15 @@ DCN_HOST_DEVICE void roi_bin_scatter(A* grad_plane, int height, int width, const
   });
 }
 
+// The bin's offset gradient from d sample / d (y, x) summed over its samples.
+template <typename A>
+DCN_HOST_DEVICE void roi_bin_offset_grad_from_sums(const RoIBin<A>& b, A sum_dy, A sum_dx,
+                                                   A& grad_dx, A& grad_dy) {
+  const A n = roi_bin_count(b);
+  grad_dx = sum_dx / n * b.dx_doffset;
+  grad_dy = sum_dy / n * b.dy_doffset;
+}
+
 // d (pooled value) / d offset[0] (x) and d offset[1] (y) of the bin on one channel plane.
 template <typename A, typename T>
 DCN_HOST_DEVICE void roi_bin_offset_grad(const T* plane, int height, int width,
@@ -123,9 +132,7 @@ DCN_HOST_DEVICE void roi_bin_offset_grad(const T* plane, int height, int width,
     sy += gy;
     sx += gx;
   });
-  const A n = roi_bin_count(b);
-  grad_dx = sx / n * b.dx_doffset;
-  grad_dy = sy / n * b.dy_doffset;
+  roi_bin_offset_grad_from_sums(b, sy, sx, grad_dx, grad_dy);
 }
 
 // ---- whole-op entry points, one output element (RoI n, channel c, bin (ph, pw)) at a time ----
