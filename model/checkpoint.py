@@ -72,13 +72,21 @@ def load_weights(model: nn.Module, stem: str) -> nn.Module:
     return model
 
 
-def ship(source: str, destination: str) -> None:
-    """Copies checkpoint `source` to `destination` in half precision (for the repository)."""
-    from .inference import build_model
+def ship(source: str, destination: str, tta: int = 4) -> None:
+    """Copies checkpoint `source` to `destination` in half precision (for the repository), with
+    the copy's validation AP under `tta`-view test-time augmentation recorded in its metrics."""
+    from . import data
+    from .evaluate import average_precision
+    from .inference import build_model, load_detector
 
     config = load_config(source)
     model = load_weights(build_model(config["architecture"], pretrained_backbone=False), source)
     config.pop("format", None)
+    save(model, config, destination, half=True)
+    split = data.load_split(data.VAL_IMAGES)
+    preds = load_detector(destination).predict([a.image for a in split], score_threshold=0.0,
+                                               max_detections=1000, tta=tta)
+    config["metrics"][f"validation_tta{tta}"] = average_precision(preds, [a.boxes for a in split])
     save(model, config, destination, half=True)
 
 

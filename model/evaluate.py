@@ -1,6 +1,6 @@
 """Detection quality: COCO-style AP (pycocotools) of predictions against ground-truth boxes.
 
-    python -m model.evaluate [--checkpoint STEM] [--images SOAP_061 ...]
+    python -m model.evaluate [--checkpoint STEM] [--images SOAP_061 ...] [--tta 4]
 """
 import argparse
 import contextlib
@@ -57,10 +57,13 @@ def main(argv: List[str] = None) -> None:
     ap = argparse.ArgumentParser(description="AP of a detector checkpoint on annotated images")
     ap.add_argument("--checkpoint", default=None, help="checkpoint stem (default: shipped model)")
     ap.add_argument("--images", nargs="+", default=list(data.VAL_IMAGES))
+    ap.add_argument("--tta", type=int, default=1, choices=(1, 2, 4, 8),
+                    help="test-time augmentation views per tile (model.tta)")
     args = ap.parse_args(argv)
     detector = load_detector(args.checkpoint)
     split = data.load_split(args.images)
-    preds = detector.predict([a.image for a in split], score_threshold=0.0, max_detections=1000)
+    preds = detector.predict([a.image for a in split], score_threshold=0.0, max_detections=1000,
+                               tta=args.tta)
     print(json.dumps(average_precision(preds, [a.boxes for a in split]), indent=2))
 
 

@@ -82,6 +82,7 @@ class Detector:
         self.tile_size = int(tile.get("size", 400))
         self.tile_overlap = float(tile.get("overlap", 0.25))
         self.nms_iou = float(tile.get("nms_iou", 0.4))
+        self.tta_iou = float(tile.get("tta_iou", 0.4))
 
     def _run(self, tiles: List[torch.Tensor]) -> List[Dict[str, torch.Tensor]]:
         """Raw model outputs for a batch of [3, h, w] tiles (boxes in tile pixels)."""
@@ -106,22 +107,38 @@ class Detector:
 
     @torch.no_grad()
     def predict(self, images: Sequence[ImageLike], score_threshold: float = 0.3,
-                max_detections: int = 300, batch_size: int = 8) -> List[Dict[str, np.ndarray]]:
+                max_detections: int = 300, batch_size: int = 8,
+                tta: int = 1) -> List[Dict[str, np.ndarray]]:
+        """Per image {"boxes" [D, 4] x1y1x2y2 in image pixels, "scores" [D], "labels" [D]}, best
+        first. tta: views per tile (1, 2, 4 or 8 flips/transpositions, fused; see model.tta),
+        costing that many model runs."""
+        from . import tta as augment
+
+        views = augment.views(tta)
         tensors = [as_tensor(im) for im in images]
-        tiles, owners = [], []  # (tensor, (image index, x0, y0))
+        tiles, owners = [], []  # (tensor, (tile index, view))
+        placed = []  # per tile: (image index, x0, y0, height, width)
         for i, t in enumerate(tensors):
             h, w = t.shape[1:]
             for y0 in tile_origins(h, self.tile_size, self.tile_overlap):
                 for x0 in tile_origins(w, self.tile_size, self.tile_overlap):
-                    tiles.append(t[:, y0:y0 + self.tile_size, x0:x0 + self.tile_size])
-                    owners.append((i, x0, y0))
-        per_image = [[] for _ in tensors]
+                    tile = t[:, y0:y0 + self.tile_size, x0:x0 + self.tile_size]
+                    for v in views:
+                        tiles.append(augment.transform(tile, v))
+                        owners.append((len(placed), v))
+                    placed.append((i, x0, y0) + tuple(tile.shape[1:]))
+        seen = [[] for _ in placed]
         for s in range(0, len(tiles), batch_size):
             batch = [t.to(self.device) for t in tiles[s:s + batch_size]]
-            for out, (i, x0, y0) in zip(self._run(batch), owners[s:s + batch_size]):
-                shift = torch.tensor([x0, y0, x0, y0], dtype=out["boxes"].dtype,
-                                     device=out["boxes"].device)
-                per_image[i].append((out["boxes"] + shift, out["scores"], out["labels"]))
+            for out, (k, v) in zip(self._run(batch), owners[s:s + batch_size]):
+                boxes = augment.invert_boxes(out["boxes"], v, placed[k][3], placed[k][4])
+                seen[k].append((boxes, out["scores"], out["labels"]))
+        per_image = [[] for _ in tensors]
+        for (i, x0, y0, _, _), parts in zip(placed, seen):
+            boxes, scores, labels = augment.fuse(*(torch.cat(p) for p in zip(*parts)),
+                                                 n_views=len(views), iou=self.tta_iou)
+            shift = torch.tensor([x0, y0, x0, y0], dtype=boxes.dtype, device=boxes.device)
+            per_image[i].append((boxes + shift, scores, labels))
         return [self._merge(parts, score_threshold, max_detections) for parts in per_image]
 
     def sampling_points(self, image: ImageLike, x: float, y: float):

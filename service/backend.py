@@ -32,4 +32,4 @@ def load_backend(settings) -> Backend:
     from .model_backend import ModelBackend
 
     return ModelBackend(settings.backend, settings.checkpoint, settings.device,
-                        settings.cache_dir, settings.threads)
+                        settings.cache_dir, settings.threads, settings.tta)

@@ -9,7 +9,7 @@ from .backend import Detections, Layers
 
 class ModelBackend:
     def __init__(self, kind: str, checkpoint: Optional[str], device: str,
-                 cache_dir: Optional[str] = None, threads: int = 0) -> None:
+                 cache_dir: Optional[str] = None, threads: int = 0, tta: int = 1) -> None:
         import torch
 
         from model.runtimes import load_runtime
@@ -21,7 +21,7 @@ class ModelBackend:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if device == "cuda" and not torch.cuda.is_available():
             raise RuntimeError("device=cuda but no CUDA device is available")
-        self.name, self.device = kind, device
+        self.name, self.device, self.tta = kind, device, tta
         self.detector = load_runtime(kind, checkpoint, device, cache_dir)
         self.model_name = os.path.basename(checkpoint or DEFAULT_CHECKPOINT)
         self.classes = list(self.detector.config.get("classes", []))
@@ -29,7 +29,7 @@ class ModelBackend:
     def predict(self, images: List[np.ndarray], score_threshold: float,
                 max_detections: int) -> List[Detections]:
         return self.detector.predict(images, score_threshold=score_threshold,
-                                     max_detections=max_detections)
+                                     max_detections=max_detections, tta=self.tta)
 
     def sampling_points(self, image: np.ndarray, x: float, y: float) -> Layers:
         return self.detector.sampling_points(image, x, y)

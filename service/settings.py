@@ -3,7 +3,7 @@
 import argparse
 from typing import List, Literal, Optional
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -29,10 +29,20 @@ class Settings(BaseSettings):
     recent_results: int = Field(256, ge=0, description="detections kept for GET /offsets/{id}")
     recent_results_bytes: int = Field(256 * 2**20, ge=0,
                                       description="memory bound of the kept uploads")
+    tta: int = Field(1, description="test-time augmentation: 1, 2, 4 or 8 flipped/transposed "
+                                    "views per tile, fused (multiplies the inference cost; 4 "
+                                    "raises validation AP@0.5)")
     threads: int = Field(0, ge=0, description="intra-op threads (0: the runtime's default)")
     cache_dir: Optional[str] = Field(None, description="where TorchScript/ONNX exports are "
                                                        "cached (default ~/.cache/dcnserve)")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+    @field_validator("tta")
+    @classmethod
+    def _views(cls, value: int) -> int:
+        if value not in (1, 2, 4, 8):
+            raise ValueError("tta takes 1, 2, 4 or 8 views")
+        return value
 
 
 def parse_args(argv: Optional[List[str]] = None) -> Settings:

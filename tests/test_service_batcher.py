@@ -2,6 +2,7 @@
 these are about scheduling, not detection)."""
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import time
@@ -111,6 +112,17 @@ def test_stop_finishes_queued_requests_and_backend_errors_reach_callers():
     run(main())
 
 
+def test_deploy_files_set_only_real_settings():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    fields = {"DCN_" + name.upper() for name in Settings.model_fields}
+    with open(os.path.join(root, "deploy", "dcnserve.env")) as f:
+        env = set(re.findall(r"^#? ?(DCN_[A-Z_]+)=", f.read(), re.M))
+    with open(os.path.join(root, "deploy", "k8s", "configmap.yaml")) as f:
+        configmap = set(re.findall(r"^\s+(DCN_[A-Z_]+):", f.read(), re.M))
+    assert env == fields  # the env file documents every setting
+    assert configmap and configmap <= fields
+
+
 def test_settings_from_environment_and_flags(monkeypatch):
     monkeypatch.setenv("DCN_MAX_BATCH_SIZE", "3")
     monkeypatch.setenv("DCN_BACKEND", "onnxruntime")
@@ -122,6 +134,11 @@ def test_settings_from_environment_and_flags(monkeypatch):
         Settings()
     with pytest.raises(ValueError, match="backend"):
         parse_args(["--backend", "tensorrt"])
+    monkeypatch.setenv("DCN_MAX_BATCH_SIZE", "3")
+    monkeypatch.setenv("DCN_TTA", "4")
+    assert Settings().tta == 4 and parse_args(["--tta", "8"]).tta == 8
+    with pytest.raises(ValueError, match="1, 2, 4 or 8"):
+        parse_args(["--tta", "3"])
 
 
 def test_http_layer_does_not_import_torch():

@@ -31,6 +31,15 @@ def test_default_checkpoint_reaches_its_recorded_validation_ap(detector, validat
     assert ap50 > 0.1  # a weak but real detector; see the closing note
 
 
+def test_test_time_augmentation_reaches_its_recorded_validation_ap(detector, validation):
+    preds = detector.predict([a.image for a in validation], score_threshold=0.0,
+                             max_detections=1000, tta=4)
+    ap50 = average_precision(preds, [a.boxes for a in validation])["AP50"]
+    metrics = detector.config["metrics"]
+    assert ap50 == pytest.approx(metrics["validation_tta4"]["AP50"], abs=0.02)
+    assert ap50 > metrics["validation"]["AP50"] + 0.05  # 4 views help this model
+
+
 def test_large_image_is_detected_in_tiles_at_full_resolution(detector):
     (train_image,) = [a for a in data.load_split(data.TRAIN_IMAGES[:1])]
     crop = train_image.image[:1035, :1249]  # the size of a NEON tile crop
