@@ -153,3 +153,19 @@ def test_training_is_resumable(tmp_path, capsys):
     resumed = checkpoint.load_config(str(tmp_path / "last"))
     assert resumed["training"]["iteration"] == 3
     assert resumed["training"]["seconds"] > saved["training"]["seconds"]
+
+
+def test_roi_offset_fc_learns_at_its_own_rate():
+    from model.train import DEFAULTS, param_groups
+
+    model = build_model(dict(SMALL, deformable=True), pretrained_backbone=False)
+    groups = param_groups(model, DEFAULTS)
+    assert [g["lr_mult"] for g in groups] == [1.0, 0.01]  # the paper's 0.01x for that fc
+    fc = model.roi_heads.box_roi_pool.offset_fc
+    assert {id(p) for p in groups[1]["params"]} == {id(fc.weight), id(fc.bias)}
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    assert {id(p) for g in groups for p in g["params"]} == trainable
+    # at 1x (and for the plain ablation, which has no offset fc) one group, as older runs saved
+    assert len(param_groups(model, dict(DEFAULTS, offset_fc_lr_mult=1.0))) == 1
+    plain = build_model(dict(SMALL, deformable=False), pretrained_backbone=False)
+    assert len(param_groups(plain, DEFAULTS)) == 1
