@@ -36,9 +36,9 @@ DEFAULTS: Dict[str, Any] = {
     # Dai et al. 2017 (sec. 4): the deformable RoI pooling's offset fc learns at 0.01x the base
     # rate in Faster R-CNN (at 1x its offsets grow to ~0.7 bins on average and jitter the pooling).
     "offset_fc_lr_mult": 0.01,
-    "crop": 400, "scale": [0.5, 1.25], "batch_size": 4, "iterations": 600, "lr": 0.01,
+    "crop": 400, "scale": [0.5, 1.25], "batch_size": 4, "iterations": 2000, "lr": 0.01,
     "momentum": 0.9,
-    "weight_decay": 1e-4, "warmup": 50, "decay_at": [0.7, 0.9], "eval_every": 50,
+    "weight_decay": 1e-4, "warmup": 50, "decay_at": [0.7, 0.9], "eval_every": 100,
     "seed": 0, "threads": 0, "tile": {"size": 400, "overlap": 0.25, "nms_iou": 0.4},
 }
 
