@@ -36,8 +36,8 @@ def test_fusion_averages_agreeing_views_and_discounts_lone_boxes():
     labels = torch.tensor([1, 1, 1, 2])
     fused, fused_scores, fused_labels = tta.fuse(boxes, scores, labels, n_views=2, iou=0.4)
     assert fused.shape == (3, 4) and sorted(fused_labels.tolist()) == [1, 1, 2]
-    by_box = {tuple(round(v, 4) for v in b): (s, l) for b, s, l in zip(fused.tolist(), fused_scores.tolist(),
-                                                   fused_labels.tolist())}
+    by_box = {tuple(round(v, 4) for v in b): (s, l)
+              for b, s, l in zip(fused.tolist(), fused_scores.tolist(), fused_labels.tolist())}
     assert by_box[(11.0, 10.0, 31.0, 30.0)][1] == 1  # mean of the two views, class 1 only
     assert by_box[(11.0, 10.0, 31.0, 30.0)][0] == pytest.approx(0.8)  # found in every view
     assert by_box[(100.0, 100.0, 120.0, 120.0)][0] == pytest.approx(1 - 0.2 ** 0.5)  # < 0.8

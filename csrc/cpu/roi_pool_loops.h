@@ -1,5 +1,6 @@
 // CPU loops of (position-sensitive) deformable RoI pooling, free of any framework: the forward is
-// used by the PyTorch op and the ONNX Runtime op, the backward ones by the PyTorch op. `par` is the framework's parallel loop (an object with
+// used by the PyTorch op and the ONNX Runtime op, the backward ones by the PyTorch op. `par` is
+// the framework's parallel loop (an object with
 // `void run(int64_t begin, int64_t end, int64_t grain, F f) const`).
 #pragma once
 
@@ -38,7 +39,7 @@ void roi_pool_forward_rows(const Parallel& par, const RoIPoolShape& s, const T* 
   });
 }
 
-// The bin's samples (taps on an H x W map) and its sample count.
+// Fills `taps` with the bin's samples on an H x W map; returns the bin's sample count.
 template <typename A>
 A collect_bin_taps(const RoIBin<A>& bin, int height, int width,
                    std::vector<BilinearTaps<A>>& taps) {
