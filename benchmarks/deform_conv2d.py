@@ -3,7 +3,6 @@ and ONNX Runtime's native DeformConv (opset 19), all timed in one run (ratios < 
 
     python benchmarks/deform_conv2d.py [--threads 2] [--rounds 30]
 """
-import argparse
 import os
 import sys
 
@@ -16,7 +15,7 @@ import torchvision
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from cases import SHAPES, deform_conv_model  # noqa: E402
-from timing import compare  # noqa: E402
+from timing import compare, op_benchmark_args  # noqa: E402
 
 from model import ops  # noqa: E402
 
@@ -29,12 +28,7 @@ def ort_deform_conv(shape, threads):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=30)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
+    args = op_benchmark_args(__doc__, rounds=30)
     print(f"deform_conv2d, CPU float32, {args.threads} threads, best of {args.rounds} "
           "interleaved runs (times in ms)")
     header = ("shape (N,Cin,Cout,H,W,k)", "ours", "dense", "ours/dense", "ORT", "ours/ORT",

@@ -5,7 +5,6 @@ ours slower). The shape is the detector's box head in training: 4 images, 256 ch
 
     python benchmarks/deform_roi_pool.py [--threads 2] [--rounds 20]
 """
-import argparse
 import os
 import sys
 
@@ -14,7 +13,7 @@ import torchvision
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from timing import compare  # noqa: E402
+from timing import compare, op_benchmark_args  # noqa: E402
 
 from model import ops  # noqa: E402
 
@@ -35,12 +34,7 @@ def forward_backward(fn, x):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=20)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
+    args = op_benchmark_args(__doc__, rounds=20)
     rois = random_rois(1024, 4, 400.0)
     scale, out = 1 / 8, (7, 7)
     x = torch.randn(4, 256, 50, 50, requires_grad=True)

@@ -77,15 +77,18 @@ def ship(source: str, destination: str, tta: int = 4) -> None:
     the copy's validation AP under `tta`-view test-time augmentation recorded in its metrics."""
     from . import data
     from .evaluate import average_precision
-    from .inference import build_model, load_detector
+    from .inference import Detector, build_model
 
     config = load_config(source)
     model = load_weights(build_model(config["architecture"], pretrained_backbone=False), source)
     config.pop("format", None)
-    save(model, config, destination, half=True)
+    with torch.no_grad():  # the weights as the half-precision copy will load them
+        for t in model.state_dict().values():
+            if t.is_floating_point():
+                t.copy_(t.half())
     split = data.load_split(data.VAL_IMAGES)
-    preds = load_detector(destination).predict([a.image for a in split], score_threshold=0.0,
-                                               max_detections=1000, tta=tta)
+    preds = Detector(model, config).predict([a.image for a in split], score_threshold=0.0,
+                                            max_detections=1000, tta=tta)
     config["metrics"][f"validation_tta{tta}"] = average_precision(preds, [a.boxes for a in split])
     save(model, config, destination, half=True)
 
