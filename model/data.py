@@ -13,7 +13,7 @@ from typing import List, Sequence, Tuple
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageFilter
 
 TRAIN_IMAGES = ("2019_YELL_2_528000_4978000_image_crop2", "OSBS_029")
 VAL_IMAGES = ("SOAP_061",)
@@ -79,12 +79,17 @@ class RandomTreeCrops(torch.utils.data.IterableDataset):
     crop / s px (s drawn from `scale`, so crowns appear smaller or larger than in the source) resized
     to crop x crop, one of the 8 flips/right-angle rotations (aerial views have no up), and colour
     jitter (brightness, contrast, saturation down to grey, per-channel gain: dead grey snags and
-    green crowns both occur). Boxes keep only crowns whose centre falls in the window (clipped to
-    it). Yields (image [3, crop, crop] float in [0, 1], target dict)."""
+    green crowns both occur) and, with probability blur[0], a Gaussian blur of sigma drawn from
+    [0, blur[1]] px (sites differ in optical sharpness: SOAP_061 has half the pixel-to-pixel
+    contrast of the training images). Boxes keep only crowns whose centre falls in the window
+    (clipped to it). Yields (image [3, crop, crop] float in [0, 1], target dict)."""
 
     def __init__(self, images: List[AnnotatedImage], crop: int = 400, seed: int = 0,
-                 scale: Tuple[float, float] = (1.0, 1.0)) -> None:
-        self.images, self.crop, self.seed, self.scale = images, crop, seed, scale
+                 scale: Tuple[float, float] = (1.0, 1.0),
+                 blur: Tuple[float, float] = (0.0, 0.0)) -> None:
+        if not 0.0 <= blur[0] <= 1.0 or blur[1] < 0.0:
+            raise ValueError(f"blur must be (probability in [0, 1], max sigma >= 0), got {blur}")
+        self.images, self.crop, self.seed, self.scale, self.blur = images, crop, seed, scale, blur
         self.weights = [a.image.shape[0] * a.image.shape[1] for a in images]
 
     def sample(self, rng: random.Random) -> Tuple[torch.Tensor, dict]:
@@ -103,6 +108,9 @@ class RandomTreeCrops(torch.utils.data.IterableDataset):
             crop = np.asarray(Image.fromarray(crop).resize((tw, th), Image.BILINEAR))
             boxes = boxes * np.array([tw / cw, th / ch, tw / cw, th / ch], np.float32)
             ch, cw = th, tw
+        if self.blur[0] > 0 and rng.random() < self.blur[0]:
+            sigma = rng.uniform(0.0, self.blur[1])
+            crop = np.asarray(Image.fromarray(crop).filter(ImageFilter.GaussianBlur(sigma)))
         crop = crop.astype(np.float32)
         if rng.random() < 0.5:
             crop = crop[:, ::-1]

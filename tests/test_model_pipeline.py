@@ -64,6 +64,26 @@ def test_random_crop_geometry_moves_boxes_with_pixels():
     assert seen >= 5
 
 
+def _sharpness(crops, n=8) -> float:
+    """Mean absolute difference of horizontally and vertically adjacent pixels over n crops."""
+    total = 0.0
+    for _ in range(n):
+        img = next(crops)[0]
+        total += float((img[:, :, 1:] - img[:, :, :-1]).abs().mean()
+                       + (img[:, 1:] - img[:, :-1]).abs().mean())
+    return total / n
+
+
+def test_blur_augmentation_softens_crops_and_checks_its_arguments():
+    images = data.load_split(["OSBS_029"])
+    sharp = _sharpness(iter(data.RandomTreeCrops(images, crop=160, seed=5)))
+    soft = _sharpness(iter(data.RandomTreeCrops(images, crop=160, seed=5, blur=(1.0, 3.0))))
+    assert soft < 0.7 * sharp
+    for bad in [(1.5, 1.0), (-0.1, 1.0), (0.5, -1.0)]:
+        with pytest.raises(ValueError, match="blur"):
+            data.RandomTreeCrops(images, blur=bad)
+
+
 def test_tile_origins_cover_the_image():
     assert tile_origins(300, 400, 0.25) == [0]
     starts = tile_origins(1249, 400, 0.25)
