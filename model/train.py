@@ -94,7 +94,8 @@ def train(cfg: Dict[str, Any], out: str) -> Dict[str, float]:
         torch.set_num_threads(cfg["threads"])
     model = build_model(cfg["architecture"])
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(param_groups(model, cfg), lr=cfg["lr"], momentum=cfg["momentum"],
+    groups = param_groups(model, cfg)
+    opt = torch.optim.SGD(groups, lr=cfg["lr"], momentum=cfg["momentum"],
                           weight_decay=cfg["weight_decay"])
     start, best, spent = 0, -1.0, 0.0  # spent: training seconds before this process
     last = os.path.join(out, "last")
@@ -102,6 +103,8 @@ def train(cfg: Dict[str, Any], out: str) -> Dict[str, float]:
         state = checkpoint.load_config(last)
         checkpoint.load_weights(model, last)
         opt.load_state_dict(torch.load(os.path.join(out, "optimizer.pt"), weights_only=True))
+        for group, spec in zip(opt.param_groups, groups):  # states saved before lr_mult existed
+            group["lr_mult"] = spec["lr_mult"]
         start = state["training"]["iteration"]
         best = state["metrics"]["best_validation_AP50"]
         spent = float(state["training"].get("seconds", 0.0))

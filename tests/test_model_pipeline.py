@@ -167,6 +167,12 @@ def test_training_is_resumable(tmp_path, capsys):
     assert os.path.exists(tmp_path / "best.safetensors") and 0 <= first["AP50"] <= 1
     saved = checkpoint.load_config(str(tmp_path / "last"))
     assert saved["training"]["iteration"] == 2 and saved["training"]["seconds"] > 0
+    # optimizer states saved before the per-group lr_mult existed resume too
+    opt_path = str(tmp_path / "optimizer.pt")
+    state = torch.load(opt_path, weights_only=True)
+    for group in state["param_groups"]:
+        del group["lr_mult"]
+    torch.save(state, opt_path)
     cfg["iterations"] = 3
     train(cfg, str(tmp_path))
     assert "resuming at iteration 2" in capsys.readouterr().out
