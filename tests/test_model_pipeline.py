@@ -136,6 +136,24 @@ def test_checkpoint_round_trip_and_bad_files(tmp_path):
         checkpoint.load_config(str(tmp_path / "missing"))
 
 
+def test_ship_applies_settings_and_records_the_copy_s_validation_ap(tmp_path):
+    from model.inference import load_detector
+
+    torch.manual_seed(0)
+    source, shipped = str(tmp_path / "run"), str(tmp_path / "shipped")
+    config = {"architecture": SMALL, "tile": {"size": 128}, "training": {}, "metrics": {}}
+    checkpoint.save(build_model(SMALL, pretrained_backbone=False), config, source)
+    checkpoint.ship(source, shipped, tta=2, settings={"box_nms_thresh": 0.25})
+    config = checkpoint.load_config(shipped)
+    assert config["architecture"]["box_nms_thresh"] == 0.25
+    assert config["training"]["shipped_settings"] == {"box_nms_thresh": 0.25}
+    for key in ("validation", "validation_tta2"):
+        assert 0 <= config["metrics"][key]["AP50"] <= 1
+    assert load_detector(shipped).model.roi_heads.nms_thresh == 0.25
+    with pytest.raises(checkpoint.CheckpointError, match="does not fit"):  # not a setting
+        checkpoint.ship(source, str(tmp_path / "bad"), settings={"deformable": False})
+
+
 def test_checkpoint_for_another_architecture_is_refused(tmp_path):
     stem = str(tmp_path / "plain")
     plain = {**SMALL, "deformable": False}
@@ -195,3 +213,24 @@ def test_roi_offset_fc_learns_at_its_own_rate():
     assert len(param_groups(model, dict(DEFAULTS, offset_fc_lr_mult=1.0))) == 1
     plain = build_model(dict(SMALL, deformable=False), pretrained_backbone=False)
     assert len(param_groups(plain, DEFAULTS)) == 1
+
+
+def test_fine_tuning_recipe_continues_the_default_schedule():
+    from model.train import DEFAULTS, lr_at
+
+    path = os.path.join(os.path.dirname(data.__file__), "recipes", "trees_finetune.json")
+    with open(path) as f:
+        recipe = json.load(f)
+    cfg = dict(DEFAULTS, **recipe)
+    assert DEFAULTS["blur"][0] == 0 and cfg["blur"][0] > 0  # blur only in the second stage
+    first = DEFAULTS["iterations"]
+    assert lr_at(DEFAULTS, first - 1) == pytest.approx(1e-4)  # stage 1 ends decayed twice
+    assert [lr_at(cfg, it) for it in (first, 2400, 2401, cfg["iterations"] - 1)] == \
+        pytest.approx([1e-3, 1e-3, 1e-4, 1e-4])
+
+
+def test_box_head_nms_setting_reaches_the_model():
+    from model.train import DEFAULTS
+
+    arch = dict(DEFAULTS["architecture"], min_size=128, max_size=128)
+    assert build_model(arch, pretrained_backbone=False).roi_heads.nms_thresh == 0.3
