@@ -89,7 +89,7 @@ def ship(source: str, destination: str, tta: int = 4,
     config.pop("format", None)
     if settings:
         config["architecture"].update(settings)
-        config["training"]["shipped_settings"] = dict(settings)
+        config.setdefault("training", {})["shipped_settings"] = dict(settings)
     model = load_weights(build_model(config["architecture"], pretrained_backbone=False), source)
     with torch.no_grad():  # the weights as the half-precision copy will load them
         for t in model.state_dict().values():

@@ -46,7 +46,8 @@ DEFAULTS: Dict[str, Any] = {
     # Random Gaussian blur (probability, max sigma px), off in the first stage; the fine-tuning
     # stage (model/recipes/trees_finetune.json) turns it on: a model trained on sharp crops only
     # lost half its SOAP_061 AP to a 0.5 px blur, and SOAP is softer than the training sites.
-    "crop": 400, "scale": [0.5, 1.25], "blur": [0.0, 0.0], "batch_size": 4, "iterations": 2000, "lr": 0.01,
+    "crop": 400, "scale": [0.5, 1.25], "blur": [0.0, 0.0], "batch_size": 4, "iterations": 2000,
+    "lr": 0.01,
     "momentum": 0.9,
     "weight_decay": 1e-4, "warmup": 50, "decay_at": [0.7, 0.9], "eval_every": 100,
     "seed": 0, "threads": 0, "tile": {"size": 400, "overlap": 0.25, "nms_iou": 0.4},

@@ -141,7 +141,7 @@ def test_ship_applies_settings_and_records_the_copy_s_validation_ap(tmp_path):
 
     torch.manual_seed(0)
     source, shipped = str(tmp_path / "run"), str(tmp_path / "shipped")
-    config = {"architecture": SMALL, "tile": {"size": 128}, "training": {}, "metrics": {}}
+    config = {"architecture": SMALL, "tile": {"size": 128}, "metrics": {}}
     checkpoint.save(build_model(SMALL, pretrained_backbone=False), config, source)
     checkpoint.ship(source, shipped, tta=2, settings={"box_nms_thresh": 0.25})
     config = checkpoint.load_config(shipped)
