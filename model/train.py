@@ -47,8 +47,7 @@ DEFAULTS: Dict[str, Any] = {
     # stage (model/recipes/trees_finetune.json) turns it on: a model trained on sharp crops only
     # lost half its SOAP_061 AP to a 0.5 px blur, and SOAP is softer than the training sites.
     "crop": 400, "scale": [0.5, 1.25], "blur": [0.0, 0.0], "batch_size": 4, "iterations": 2000,
-    "lr": 0.01,
-    "momentum": 0.9,
+    "lr": 0.01, "momentum": 0.9,
     "weight_decay": 1e-4, "warmup": 50, "decay_at": [0.7, 0.9], "eval_every": 100,
     "seed": 0, "threads": 0, "tile": {"size": 400, "overlap": 0.25, "nms_iou": 0.4},
 }
@@ -102,8 +101,8 @@ def train(cfg: Dict[str, Any], out: str) -> Dict[str, float]:
     if cfg["threads"]:
         torch.set_num_threads(cfg["threads"])
     model = build_model(cfg["architecture"])
-    params = [p for p in model.parameters() if p.requires_grad]
     groups = param_groups(model, cfg)
+    params = [p for g in groups for p in g["params"]]  # every trainable parameter
     opt = torch.optim.SGD(groups, lr=cfg["lr"], momentum=cfg["momentum"],
                           weight_decay=cfg["weight_decay"])
     start, best, spent = 0, -1.0, 0.0  # spent: training seconds before this process
@@ -120,7 +119,7 @@ def train(cfg: Dict[str, Any], out: str) -> Dict[str, float]:
         print(f"resuming at iteration {start} (best AP50 {best:.3f})", flush=True)
     crops = data.RandomTreeCrops(data.load_split(data.TRAIN_IMAGES), cfg["crop"],
                                  seed=cfg["seed"] + start, scale=tuple(cfg["scale"]),
-                                 blur=tuple(cfg.get("blur", (0.0, 0.0))))
+                                 blur=tuple(cfg["blur"]))
     val = data.load_split(data.VAL_IMAGES)
     stream = iter(crops)
     model.train()

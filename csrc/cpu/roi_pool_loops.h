@@ -1,7 +1,7 @@
 // CPU loops of (position-sensitive) deformable RoI pooling, free of any framework: the forward is
 // used by the PyTorch op and the ONNX Runtime op, the backward ones by the PyTorch op. `par` is
-// the framework's parallel loop (an object with
-// `void run(int64_t begin, int64_t end, int64_t grain, F f) const`).
+// the framework's parallel loop: an object with
+// `void run(int64_t begin, int64_t end, int64_t grain, F f) const`.
 #pragma once
 
 #include <vector>
