@@ -16,7 +16,7 @@ from timing import compare  # noqa: E402
 
 import onnx_plugins  # noqa: E402
 from model.export import export_onnx  # noqa: E402
-from model.inference import Detector, build_model, load_detector  # noqa: E402
+from model.inference import build_model, load_model  # noqa: E402
 
 
 def main():
@@ -24,13 +24,14 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
     torch.manual_seed(0)
-    dcn = load_detector()
-    plain_arch = dict(dcn.config["architecture"], deformable=False)
-    plain = Detector(build_model(plain_arch, pretrained_backbone=False), dcn.config)
-    scripted = torch.jit.script(dcn.model)
+    dcn, config = load_model()
+    dcn.eval()
+    plain_arch = dict(config["architecture"], deformable=False)
+    plain = build_model(plain_arch, pretrained_backbone=False).eval()
+    scripted = torch.jit.script(dcn)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "d.onnx")
-        export_onnx(dcn, path)
+        export_onnx(dcn, path, 400)
         session = onnx_plugins.session(path)
         print(f"detector images/s, 400x400, CPU, {torch.get_num_threads()} threads, best of "
               f"{args.rounds}")
@@ -40,8 +41,8 @@ def main():
             images = [torch.rand(3, 400, 400) for _ in range(batch)]
             with torch.no_grad():
                 t = compare({
-                    "dcn": lambda: dcn.model(images),
-                    "plain": lambda: plain.model(images),
+                    "dcn": lambda: dcn(images),
+                    "plain": lambda: plain(images),
                     "ts": lambda: scripted(images),
                     # the exported graph takes one image: a batch is `batch` runs
                     "ort": lambda: [session.run(None, {"image": im.numpy()}) for im in images],

@@ -1,7 +1,7 @@
 """Import torchvision Faster R-CNN weights into the matching DCN detector.
 
 The DCN detector keeps torchvision's parameter names; it only adds the offset/mask predictors
-(``*.offset_conv.*``) and the RoI offset fc (``roi_heads.box_roi_pool.offset_fc.*``), which stay
+(``*.offset_conv.*``) and the RoI offset fc (``roi_heads.box_roi_pool.roi_pool.offset_fc.*``), which stay
 zero-initialised, so the converted detector computes exactly what the torchvision one did.
 """
 from typing import Dict, Union
@@ -11,7 +11,7 @@ from torch import nn
 
 
 def is_deformable_parameter(name: str) -> bool:
-    return ".offset_conv." in name or name.startswith("roi_heads.box_roi_pool.offset_fc.")
+    return ".offset_conv." in name or name.startswith("roi_heads.box_roi_pool.roi_pool.offset_fc.")
 
 
 def load_torchvision_weights(detector: nn.Module,

@@ -3,11 +3,13 @@
 - Backbone: the 3x3 convolutions of the last stage's blocks become modulated deformable
   convolutions (Dai et al. 2017; Zhu et al. 2019), offsets/masks zero-initialised with
   ``modulation_scale=2`` so a fresh (or converted) layer is exactly its rigid conv.
-- Box head: each RoI is pooled from its FPN level with deformable RoI pooling (offsets from an fc
-  layer on the rigidly pooled features, gamma 0.1) instead of RoIAlign.
+- Box head: each RoI is pooled from its FPN level with deformable RoI pooling (layers.DeformRoIPool:
+  offsets from an fc layer on the rigidly pooled features, gamma 0.1) instead of RoIAlign,
+  plugged in through FasterRCNN's `box_roi_pool`.
 
 Builders: :func:`dcn_mobilenet_v2_fpn` (the default model) and :func:`dcn_resnet50_fpn`.
 """
+import math
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -15,12 +17,11 @@ import torchvision
 from torch import Tensor, nn
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.backbone_utils import _mobilenet_extractor, _resnet_fpn_extractor
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.ops import poolers
 
-from . import ops
-from .layers import ModulatedDeformConv2d
+from .layers import DeformRoIPool, ModulatedDeformConv2d
 
 
 def deformable_copy(conv: nn.Conv2d) -> ModulatedDeformConv2d:
@@ -36,45 +37,58 @@ def deformable_copy(conv: nn.Conv2d) -> ModulatedDeformConv2d:
     return dcn
 
 
-class DeformableMultiScaleRoIPool(poolers.MultiScaleRoIAlign):
-    """Drop-in for torchvision's MultiScaleRoIAlign with deformable RoI pooling.
+def _log2(x: float) -> int:
+    return int(round(math.log(x) / math.log(2.0)))  # (TorchScript has no math.log2)
 
-    Each RoI is assigned an FPN level as MultiScaleRoIAlign does (canonical 224 px at level 4),
-    pooled rigidly (legacy non-aligned RoIAlign boxes, as torchvision), then an fc layer shared by
-    the levels predicts normalised bin offsets and the RoI is pooled again with them. Zero offsets
-    (the initialisation) reproduce MultiScaleRoIAlign exactly.
+
+def _level_scale(feature: Tensor, image_height: int) -> float:
+    """The power of two that maps image pixels to `feature`'s [.., H, W] cells."""
+    return 2.0 ** _log2(float(feature.shape[-2]) / float(image_height))
+
+
+class MultiScaleDeformRoIPool(nn.Module):
+    """The box head's pooler (FasterRCNN's `box_roi_pool` plug point): each RoI is pooled from
+    its FPN level, assigned as MultiScaleRoIAlign does (canonical 224 px at level 4), by one
+    layers.DeformRoIPool shared by the levels (its offset fc too), with legacy non-aligned
+    RoIAlign boxes as torchvision. Zero offsets (the initialisation) reproduce
+    MultiScaleRoIAlign exactly.
 
     forward(features: Dict[str, Tensor[N, C, H_l, W_l]], proposals: List[Tensor[K_i, 4]],
     image_shapes: List[(h, w)]) -> Tensor[sum K_i, C, out_h, out_w]
     """
 
-    def __init__(self, featmap_names: Sequence[str], channels: int,
-                 output_size: int = 7, sampling_ratio: int = 2, gamma: float = 0.1) -> None:
-        super().__init__(list(featmap_names), output_size, sampling_ratio)
-        self.output_size = (output_size, output_size)
-        self.gamma = gamma
-        bins = output_size * output_size
-        self.offset_fc = nn.Linear(channels * bins, 2 * bins)
-        nn.init.zeros_(self.offset_fc.weight)
-        nn.init.zeros_(self.offset_fc.bias)
-
-    def _pool(self, x: Tensor, rois: Tensor, scale: float, offset: Optional[Tensor]) -> Tensor:
-        return ops.deform_roi_pool(x, rois, offset, self.output_size, scale, self.sampling_ratio,
-                                   self.gamma, False)
+    def __init__(self, featmap_names: Sequence[str], channels: int, output_size: int = 7,
+                 sampling_ratio: int = 2, gamma: float = 0.1, canonical_scale: int = 224,
+                 canonical_level: int = 4) -> None:
+        super().__init__()
+        self.featmap_names = list(featmap_names)
+        self.canonical_scale, self.canonical_level = canonical_scale, canonical_level
+        self.roi_pool = DeformRoIPool(channels, output_size, 1.0, sampling_ratio, gamma,
+                                      aligned=False)
 
     def forward(self, features: Dict[str, Tensor], proposals: List[Tensor],
                 image_shapes: List[Tuple[int, int]]) -> Tensor:
-        x = poolers._filter_input(features, self.featmap_names)
-        scales, mapper = poolers._setup_scales(x, image_shapes, 224, 4)
-        rois = poolers._convert_to_roi_format(proposals)
-        levels = mapper(proposals)
-        out = rois.new_zeros((rois.shape[0], x[0].shape[1]) + self.output_size)
+        # (loops, not comprehensions: TorchScript compiles this)
+        x: List[Tensor] = []
+        for name, feature in features.items():
+            if name in self.featmap_names:  # the levels present
+                x.append(feature)
+        image_height = 0
+        for shape in image_shapes:
+            image_height = max(image_height, shape[0])
+        scales: List[float] = []
+        for feature in x:
+            scales.append(_level_scale(feature, image_height))
+        levels = poolers.initLevelMapper(-_log2(scales[0]), -_log2(scales[-1]),
+                                         self.canonical_scale, self.canonical_level)(proposals)
+        indexed: List[Tensor] = []
+        for i, boxes in enumerate(proposals):
+            indexed.append(torch.cat([torch.full_like(boxes[:, :1], float(i)), boxes], 1))
+        rois = torch.cat(indexed)
+        out = rois.new_zeros((rois.shape[0], x[0].shape[1]) + self.roi_pool.output_size)
         for level, (feature, scale) in enumerate(zip(x, scales)):
             idx = torch.where(levels == level)[0]
-            level_rois = rois[idx]
-            rigid = self._pool(feature, level_rois, scale, None)
-            offset = self.offset_fc(rigid.flatten(1)).view(-1, 2, *self.output_size)
-            out[idx] = self._pool(feature, level_rois, scale, offset).to(out.dtype)
+            out[idx] = self.roi_pool(feature, rois[idx], scale).to(out.dtype)
         return out
 
 
@@ -107,13 +121,17 @@ def mobilenet_v2_weights_path() -> Optional[str]:
 
 def _detector(backbone: nn.Module, num_classes: int, deformable_roi_pool: bool,
               representation_size: Optional[int] = None, **kwargs) -> FasterRCNN:
-    roi_pool = (DeformableMultiScaleRoIPool(["0", "1", "2", "3"], backbone.out_channels)
-                if deformable_roi_pool else None)
     if representation_size is not None:  # a slimmer box head than torchvision's 1024
         kwargs["box_head"] = TwoMLPHead(backbone.out_channels * 7 * 7, representation_size)
         kwargs["box_predictor"] = FastRCNNPredictor(representation_size, num_classes)
         num_classes = None
-    return FasterRCNN(backbone, num_classes=num_classes, box_roi_pool=roi_pool, **kwargs)
+    model = FasterRCNN(backbone, num_classes=num_classes, **kwargs)
+    if deformable_roi_pool:
+        # FasterRCNN's constructor accepts only MultiScaleRoIAlign poolers; RoIHeads calls any
+        # module with the same forward signature, so ours goes in after construction.
+        model.roi_heads.box_roi_pool = MultiScaleDeformRoIPool(["0", "1", "2", "3"],
+                                                               backbone.out_channels)
+    return model
 
 
 def dcn_mobilenet_v2_fpn(num_classes: int = 2, deformable: bool = True,

@@ -1,33 +1,60 @@
-"""Exports of a detector checkpoint: TorchScript and ONNX (with the `dcn` custom ops).
+"""Exports of a detector checkpoint: TorchScript and ONNX (with the `dcn` custom ops), and the
+runtime folders that model.runtimes loads (see model.runtime for their format).
 
     python -m model.export [--checkpoint STEM] --torchscript detector.pt --onnx detector.onnx
 
 TorchScript loads with `torch.jit.load` once `model.ops` is imported (it registers the ops); the
 ONNX graph runs in ONNX Runtime with `onnx_plugins.session(path)`. Both take one image
 [3, H, W] float in [0, 1] (ONNX: input "image", outputs "boxes", "labels", "scores"); tiling of
-large images stays in `model.inference.Detector`.
+large images stays in `model.tiling.TiledDetector`.
 """
 import argparse
-from typing import List, Optional
+import os
+from typing import Any, Dict, List, Optional
 
 import torch
 from torch import nn
 
-from .inference import Detector, load_detector
+from .inference import load_model
+from .onnx_export import export
+from .probe import ImageProbe, OffsetProbe, layer_meta
+from .runtime import write_runtime_meta
 
 
-def export_torchscript(detector: Detector, path: str) -> None:
-    torch.jit.script(detector.model.eval()).save(path)
+def export_torchscript(model: nn.Module, path: str) -> None:
+    torch.jit.script(model.eval()).save(path)
 
 
-def export_onnx(detector: Detector, path: str, example: Optional[torch.Tensor] = None) -> None:
-    from onnx_plugins.export import export
-
-    size = detector.tile_size
-    example = example if example is not None else torch.rand(3, size, size)
-    export(detector.model.eval(), ([example],), path, ["image"], ["boxes", "labels", "scores"],
+def export_onnx(model: nn.Module, path: str, tile_size: int = 400,
+                example: Optional[torch.Tensor] = None) -> None:
+    example = example if example is not None else torch.rand(3, tile_size, tile_size)
+    export(model.eval(), ([example],), path, ["image"], ["boxes", "labels", "scores"],
            {"image": {1: "height", 2: "width"}, "boxes": {0: "detections"},
             "labels": {0: "detections"}, "scores": {0: "detections"}})
+
+
+def export_runtime(model: nn.Module, config: Dict[str, Any], kind: str, directory: str) -> str:
+    """Writes the `kind` ("torchscript" | "onnxruntime") runtime folder of an eager detector."""
+    os.makedirs(directory, exist_ok=True)
+    model = model.cpu().eval()
+    size = int(config.get("tile", {}).get("size", 400))
+    image = torch.rand(3, size, size)
+    layers = layer_meta(model)
+    if kind == "torchscript":
+        export_torchscript(model, os.path.join(directory, "detector.pt"))
+        with torch.no_grad():
+            batch, _ = model.transform([image])
+            torch.jit.trace(OffsetProbe(model).eval(), batch.tensors, check_trace=False).save(
+                os.path.join(directory, "probe.pt"))
+    elif kind == "onnxruntime":
+        export_onnx(model, os.path.join(directory, "detector.onnx"), size)
+        names = [f"{what}_{i}" for i in range(len(layers)) for what in ("offset", "mask")]
+        export(ImageProbe(model), (image,), os.path.join(directory, "probe.onnx"), ["image"],
+               names, {"image": {1: "height", 2: "width"}, **{n: {2: "h", 3: "w"} for n in names}})
+    else:
+        raise ValueError(f"unknown runtime {kind!r}; exportable: torchscript, onnxruntime")
+    write_runtime_meta(directory, kind, config, layers)
+    return directory
 
 
 class TileBatch(nn.Module):
@@ -66,15 +93,12 @@ class TileBatch(nn.Module):
 TILE_BATCH_OUTPUTS = ["boxes", "scores", "labels", "count"]
 
 
-def export_tile_batch_onnx(detector: Detector, path: str, slots: int,
+def export_tile_batch_onnx(model: nn.Module, size: int, path: str, slots: int,
                            max_detections: int) -> None:
-    """TileBatch of the detector as ONNX (dynamic batch dimension, dcn custom ops)."""
-    from onnx_plugins.export import export
-
-    size = detector.tile_size
+    """TileBatch of the detector (S = `size`) as ONNX (dynamic batch dimension, dcn ops)."""
     example = torch.randint(0, 256, (2, size, size, 3), dtype=torch.uint8)
     batch = {0: "batch"}
-    export(TileBatch(detector.model, slots, max_detections), (example,), path, ["images"],
+    export(TileBatch(model, slots, max_detections), (example,), path, ["images"],
            TILE_BATCH_OUTPUTS, {"images": batch, **{name: batch for name in TILE_BATCH_OUTPUTS}})
     # The exporter cannot infer the fixed output sizes through the detection heads: declare them
     # (servers such as Triton read them from the graph).
@@ -97,11 +121,11 @@ def main(argv: List[str] = None) -> None:
     ap.add_argument("--torchscript")
     ap.add_argument("--onnx")
     args = ap.parse_args(argv)
-    detector = load_detector(args.checkpoint)
+    model, config = load_model(args.checkpoint)
     if args.torchscript:
-        export_torchscript(detector, args.torchscript)
+        export_torchscript(model, args.torchscript)
     if args.onnx:
-        export_onnx(detector, args.onnx)
+        export_onnx(model, args.onnx, int(config.get("tile", {}).get("size", 400)))
 
 
 if __name__ == "__main__":

@@ -157,15 +157,21 @@ class DeformRoIPool(nn.Module):
         nn.init.zeros_(self.offset_fc.weight)
         nn.init.zeros_(self.offset_fc.bias)
 
-    def pool(self, x: Tensor, rois: Tensor, offset: Optional[Tensor]) -> Tensor:
-        return ops.deform_roi_pool(x, rois, offset, self.output_size, self.spatial_scale,
+    def pool(self, x: Tensor, rois: Tensor, offset: Optional[Tensor],
+             spatial_scale: float) -> Tensor:
+        return ops.deform_roi_pool(x, rois, offset, self.output_size, spatial_scale,
                                    self.sampling_ratio, self.gamma, self.aligned)
 
-    def forward(self, x: Tensor, rois: Tensor) -> Tensor:
-        rigid = self.pool(x, rois, None)
+    def forward(self, x: Tensor, rois: Tensor, spatial_scale: Optional[float] = None) -> Tensor:
+        """spatial_scale: input cells per image pixel for this call (default: the layer's own;
+        a multi-level pooler passes each level's)."""
+        scale = self.spatial_scale
+        if spatial_scale is not None:
+            scale = spatial_scale
+        rigid = self.pool(x, rois, None, scale)
         offset = self.offset_fc(rigid.flatten(1)).view(-1, 2, self.output_size[0],
                                                        self.output_size[1])
-        return self.pool(x, rois, offset)
+        return self.pool(x, rois, offset, scale)
 
     def extra_repr(self) -> str:
         return (f"channels={self.channels}, output_size={self.output_size}, "
@@ -181,6 +187,7 @@ class PSDeformRoIPool(DeformRoIPool):
 
     position_sensitive = True
 
-    def pool(self, x: Tensor, rois: Tensor, offset: Optional[Tensor]) -> Tensor:
-        return ops.ps_deform_roi_pool(x, rois, offset, self.output_size, self.spatial_scale,
+    def pool(self, x: Tensor, rois: Tensor, offset: Optional[Tensor],
+             spatial_scale: float) -> Tensor:
+        return ops.ps_deform_roi_pool(x, rois, offset, self.output_size, spatial_scale,
                                       self.sampling_ratio, self.gamma, self.aligned)

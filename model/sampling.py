@@ -5,61 +5,18 @@ learned offsets applied to the kernel grid); each of those is an output position
 below, which samples kh*kw locations in turn, and so on: 9 -> 81 -> 729 points for three stacked
 3x3 layers. Each point carries the product of the modulation masks along its path.
 
-    layers = sampling_points(detector, image, x, y)   # top layer first (any runtime)
+    layers = detector.sampling_points(image, x, y)    # top layer first (any runtime), via compose
     png = render_sampling_points(image, layers)       # PNG bytes, colour by layer, size by weight
+
+The offsets come from the runtime's probe (model.probe.OffsetProbe); this module is NumPy only.
 """
 import io
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Sequence
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw
-from torch import Tensor, nn
-
-from .inference import as_tensor
-from .layers import DeformConv2d
 
 LAYER_COLOURS = [(255, 64, 64), (255, 200, 0), (64, 160, 255), (160, 255, 96), (220, 96, 255)]
-
-
-def layer_meta(model: nn.Module) -> List[Dict[str, Any]]:
-    """Geometry of the detector's deformable layers in forward order (JSON-serialisable)."""
-    return [{"layer": name, "kernel_size": list(m.kernel_size), "stride": list(m.stride),
-             "padding": list(m.padding), "dilation": list(m.dilation)}
-            for name, m in model.named_modules() if isinstance(m, DeformConv2d)]
-
-
-class OffsetProbe(nn.Module):
-    """The detector's backbone body, returning what its deformable layers predicted instead of
-    features. Traceable, so TorchScript and ONNX runtimes carry it next to the detector.
-
-    forward(x [1, 3, h, w], normalised and resized as by the detector's transform) ->
-    (offset_0 [1, 2*G*K, H0, W0], mask_0 [1, G*K, H0, W0], offset_1, mask_1, ...), layers in
-    forward order; a layer without modulation reports a mask of ones.
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.body = model.backbone.body
-        self.deformable = [m for m in self.body.modules() if isinstance(m, DeformConv2d)]
-
-    def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
-        records: List[Tensor] = []
-
-        def record(module, inputs, output):
-            offset, mask = module.offsets(inputs[0])
-            if mask is None:
-                points = offset.shape[1] // 2
-                mask = torch.ones_like(offset[:, :points])
-            records.extend([offset, mask])
-
-        hooks = [m.register_forward_hook(record) for m in self.deformable]
-        try:
-            self.body(x)
-        finally:
-            for h in hooks:
-                h.remove()
-        return tuple(records)
 
 
 def compose(layers: List[Dict[str, Any]], arrays: Sequence[np.ndarray], input_height: int,
@@ -100,20 +57,12 @@ def compose(layers: List[Dict[str, Any]], arrays: Sequence[np.ndarray], input_he
     return out
 
 
-def sampling_points(detector, image, x: float, y: float) -> List[Dict[str, Any]]:
-    """Composed sampling locations of the stacked deformable layers for image point (x, y) of
-    `image` ([H, W, 3] uint8 or [3, H, W] float), with any detector runtime (eager, TorchScript,
-    ONNX Runtime); see `compose` for the result."""
-    tensor = as_tensor(image)
-    batch, scale = detector.preprocess(tensor)
-    return compose(detector.layers, detector.probe(batch), batch.shape[-2], scale, x, y)
-
-
 def render_sampling_points(image, layers: List[Dict[str, np.ndarray]], x: float = None,
                            y: float = None) -> bytes:
     """PNG of `image` with each layer's points (colour by layer, radius by weight)."""
-    array = np.asarray(image) if not isinstance(image, torch.Tensor) else (
-        image.permute(1, 2, 0).mul(255).clamp(0, 255).byte().numpy())
+    if hasattr(image, "detach"):  # a [3, H, W] float tensor in [0, 1]
+        image = np.clip(image.detach().cpu().numpy().transpose(1, 2, 0) * 255, 0, 255)
+    array = np.asarray(image).astype(np.uint8, copy=False)
     canvas = Image.fromarray(array).convert("RGB")
     draw = ImageDraw.Draw(canvas, "RGBA")
     for depth, layer in reversed(list(enumerate(layers))):

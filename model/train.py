@@ -62,12 +62,12 @@ def lr_at(cfg: Dict[str, Any], it: int) -> float:
 
 
 def param_groups(model, cfg: Dict[str, Any]) -> List[Dict[str, Any]]:
-    """Trainable parameters, the RoI offset fc's (roi_heads.box_roi_pool.offset_fc) apart with its
+    """Trainable parameters, the RoI offset fc's (roi_heads.box_roi_pool.roi_pool.offset_fc) apart with its
     learning-rate multiplier."""
     offset_fc, rest = [], []
     for name, p in model.named_parameters():
         if p.requires_grad:
-            (offset_fc if ".box_roi_pool.offset_fc." in name else rest).append(p)
+            (offset_fc if ".box_roi_pool.roi_pool.offset_fc." in name else rest).append(p)
     mult = float(cfg.get("offset_fc_lr_mult", 1.0))
     if not offset_fc or mult == 1.0:  # one group (as checkpoints of 1x runs were saved)
         return [{"params": rest + offset_fc, "lr_mult": 1.0}]
@@ -75,9 +75,9 @@ def param_groups(model, cfg: Dict[str, Any]) -> List[Dict[str, Any]]:
 
 
 def validate(model, split: List[data.AnnotatedImage], cfg) -> Dict[str, float]:
-    from .inference import Detector
+    from .inference import eager_detector
 
-    detector = Detector(model, {"tile": cfg["tile"]})
+    detector = eager_detector(model, {"tile": cfg["tile"]})
     preds = detector.predict([a.image for a in split], score_threshold=0.0, max_detections=1000)
     return average_precision(preds, [a.boxes for a in split])
 

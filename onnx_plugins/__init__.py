@@ -22,6 +22,11 @@ def library_path(cuda: bool = False) -> str:
     return path
 
 
+def has_library(cuda: bool = False) -> bool:
+    """Whether library_path(cuda) is built."""
+    return os.path.exists(os.path.join(_LIB_DIR, "libdcn_ort_cuda.so" if cuda else "libdcn_ort.so"))
+
+
 def _wants_cuda(providers: Sequence) -> bool:
     names = [p[0] if isinstance(p, (tuple, list)) else p for p in providers]
     return "CUDAExecutionProvider" in names

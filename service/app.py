@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from .backend import Backend, load_backend
+from .backend import Backend
 from .batcher import Batcher
 from .images import ImageError
 from .limits import BodyLimitMiddleware
@@ -30,7 +30,10 @@ log = logging.getLogger("dcnserve")
 async def _load(app: FastAPI, backend: Optional[Backend]) -> None:
     state, settings = app.state, app.state.settings
     try:
-        backend = backend or await run_in_threadpool(load_backend, settings)
+        if backend is None:
+            from .model_backend import load_backend  # imports the model package: only here
+
+            backend = await run_in_threadpool(load_backend, settings)
         await run_in_threadpool(backend.warmup)
     except Exception as e:  # reported by /readyz; the process stays up for diagnosis
         log.exception("model failed to load")

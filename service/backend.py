@@ -1,11 +1,12 @@
-"""The interface between the HTTP layer and a detector runtime. Nothing here imports torch:
-`load_backend` imports the implementation (service.model_backend) only when called."""
+"""The interface between the HTTP layer and a detector runtime. Imports nothing of the service
+or the model: the implementation is service.model_backend (`load_backend`)."""
 from typing import Any, Dict, List, Protocol
 
 import numpy as np
 
 Detections = Dict[str, np.ndarray]  # boxes [D, 4] x1y1x2y2, scores [D], labels [D]
-Layers = List[Dict[str, Any]]       # per deformable layer, top first: layer, points [n, 2], weights [n]
+# per deformable layer, top first: {"layer", "points" [n, 2], "weights" [n]}
+Layers = List[Dict[str, Any]]
 
 
 class Backend(Protocol):
@@ -26,10 +27,3 @@ class Backend(Protocol):
 
     def warmup(self) -> None:
         """Runs the model once so the first request is not slow."""
-
-
-def load_backend(settings) -> Backend:
-    from .model_backend import ModelBackend
-
-    return ModelBackend(settings.backend, settings.checkpoint, settings.device,
-                        settings.cache_dir, settings.threads, settings.tta)

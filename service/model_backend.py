@@ -1,8 +1,13 @@
-"""Backend implementation over model.runtimes (torch, TorchScript or ONNX Runtime)."""
+"""Backend implementation over model.runtimes (torch, TorchScript or ONNX Runtime). With the
+ONNX Runtime backend nothing here imports torch."""
 import os
 from typing import List, Optional
 
 import numpy as np
+
+from model.checkpoint import DEFAULT_CHECKPOINT
+from model.runtimes import load_runtime
+from model.sampling import render_sampling_points
 
 from .backend import Detections, Layers
 
@@ -10,19 +15,8 @@ from .backend import Detections, Layers
 class ModelBackend:
     def __init__(self, kind: str, checkpoint: Optional[str], device: str,
                  cache_dir: Optional[str] = None, threads: int = 0, tta: int = 1) -> None:
-        import torch
-
-        from model.runtimes import load_runtime
-        from model.inference import DEFAULT_CHECKPOINT
-
-        if threads:
-            torch.set_num_threads(threads)
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        if device == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError("device=cuda but no CUDA device is available")
-        self.name, self.device, self.tta = kind, device, tta
-        self.detector = load_runtime(kind, checkpoint, device, cache_dir)
+        self.detector = load_runtime(kind, checkpoint, device, cache_dir, threads)
+        self.name, self.device, self.tta = kind, self.detector.runtime.device, tta
         self.model_name = os.path.basename(checkpoint or DEFAULT_CHECKPOINT)
         self.classes = list(self.detector.config.get("classes", []))
 
@@ -35,11 +29,15 @@ class ModelBackend:
         return self.detector.sampling_points(image, x, y)
 
     def render(self, image: np.ndarray, layers: Layers, x: float, y: float) -> bytes:
-        from model.sampling import render_sampling_points
-
         return render_sampling_points(image, layers, x, y)
 
     def warmup(self) -> None:
         size = self.detector.tile_size
         ramp = np.linspace(0, 255, size * size * 3).astype(np.uint8).reshape(size, size, 3)
         self.predict([ramp], 0.5, 10)
+
+
+def load_backend(settings) -> ModelBackend:
+    """The backend that service settings describe (loads and, if needed, exports the model)."""
+    return ModelBackend(settings.backend, settings.checkpoint, settings.device,
+                        settings.cache_dir, settings.threads, settings.tta)

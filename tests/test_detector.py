@@ -4,7 +4,7 @@ import torch
 import torchvision
 
 from model.convert import load_torchvision_weights
-from model.detector import DeformableMultiScaleRoIPool, dcn_mobilenet_v2_fpn, dcn_resnet50_fpn
+from model.detector import MultiScaleDeformRoIPool, dcn_mobilenet_v2_fpn, dcn_resnet50_fpn
 from model.layers import ModulatedDeformConv2d
 
 
@@ -14,7 +14,7 @@ def test_converted_resnet50_fpn_gives_the_same_detections():
         weights=None, weights_backbone=None, min_size=320, max_size=320).eval()
     dcn = load_torchvision_weights(dcn_resnet50_fpn(min_size=320, max_size=320), tv).eval()
     assert sum(isinstance(m, ModulatedDeformConv2d) for m in dcn.modules()) == 3
-    assert isinstance(dcn.roi_heads.box_roi_pool, DeformableMultiScaleRoIPool)
+    assert isinstance(dcn.roi_heads.box_roi_pool, MultiScaleDeformRoIPool)
     images = [torch.rand(3, 300, 280), torch.rand(3, 256, 320)]
     with torch.no_grad():
         expected, got = tv(images), dcn(images)
@@ -42,7 +42,7 @@ def test_mobilenet_detector_has_deformable_parts_and_trains():
     targets = [{"boxes": torch.tensor([[10.0, 20.0, 60.0, 70.0]]), "labels": torch.tensor([1])}]
     losses = model(images, targets)
     sum(losses.values()).backward()
-    offset_fc = model.roi_heads.box_roi_pool.offset_fc
+    offset_fc = model.roi_heads.box_roi_pool.roi_pool.offset_fc
     assert offset_fc.weight.grad is not None and offset_fc.weight.grad.abs().sum() > 0
     dcn = next(m for m in model.modules() if isinstance(m, ModulatedDeformConv2d))
     assert dcn.offset_conv.weight.grad.abs().sum() > 0

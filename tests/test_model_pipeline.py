@@ -7,9 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from model import checkpoint, data
+from model import checkpoint, data, release
 from model.evaluate import average_precision
-from model.inference import Detector, build_model, tile_origins
+from model.inference import build_model, eager_detector
+from model.tiling import tile_origins
 
 SMALL = {"builder": "dcn_mobilenet_v2_fpn", "num_classes": 2, "min_size": 128, "max_size": 128}
 
@@ -102,7 +103,7 @@ class OneBoxPerTile(nn.Module):
 
 
 def test_tiled_prediction_returns_original_pixel_coordinates():
-    detector = Detector(OneBoxPerTile(), {"tile": {"size": 400, "overlap": 0.25, "nms_iou": 0.4}})
+    detector = eager_detector(OneBoxPerTile(), {"tile": {"size": 400, "overlap": 0.25, "nms_iou": 0.4}})
     (small,), = [detector.predict([np.zeros((300, 200, 3), np.uint8)])]
     np.testing.assert_allclose(small["boxes"], [[10, 20, 50, 60]])
     (big,) = detector.predict([np.zeros((1035, 1249, 3), np.uint8)], max_detections=1000)
@@ -143,15 +144,15 @@ def test_ship_applies_settings_and_records_the_copy_s_validation_ap(tmp_path):
     source, shipped = str(tmp_path / "run"), str(tmp_path / "shipped")
     config = {"architecture": SMALL, "tile": {"size": 128}, "metrics": {}}
     checkpoint.save(build_model(SMALL, pretrained_backbone=False), config, source)
-    checkpoint.ship(source, shipped, tta=2, settings={"box_nms_thresh": 0.25})
+    release.ship(source, shipped, tta=2, settings={"box_nms_thresh": 0.25})
     config = checkpoint.load_config(shipped)
     assert config["architecture"]["box_nms_thresh"] == 0.25
     assert config["training"]["shipped_settings"] == {"box_nms_thresh": 0.25}
     for key in ("validation", "validation_tta2"):
         assert 0 <= config["metrics"][key]["AP50"] <= 1
-    assert load_detector(shipped).model.roi_heads.nms_thresh == 0.25
+    assert load_detector(shipped).runtime.model.roi_heads.nms_thresh == 0.25
     with pytest.raises(checkpoint.CheckpointError, match="does not fit"):  # not a setting
-        checkpoint.ship(source, str(tmp_path / "bad"), settings={"deformable": False})
+        release.ship(source, str(tmp_path / "bad"), settings={"deformable": False})
 
 
 def test_checkpoint_for_another_architecture_is_refused(tmp_path):
@@ -205,7 +206,7 @@ def test_roi_offset_fc_learns_at_its_own_rate():
     model = build_model(dict(SMALL, deformable=True), pretrained_backbone=False)
     groups = param_groups(model, DEFAULTS)
     assert [g["lr_mult"] for g in groups] == [1.0, 0.01]  # the paper's 0.01x for that fc
-    fc = model.roi_heads.box_roi_pool.offset_fc
+    fc = model.roi_heads.box_roi_pool.roi_pool.offset_fc
     assert {id(p) for p in groups[1]["params"]} == {id(fc.weight), id(fc.bias)}
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
     assert {id(p) for g in groups for p in g["params"]} == trainable

@@ -13,7 +13,7 @@ from onnx import TensorProto, helper
 import onnx_plugins
 from model import ops
 from model.layers import DeformConv2d, DeformRoIPool, ModulatedDeformConv2d, PSDeformRoIPool
-from onnx_plugins.export import export
+from model.onnx_export import export
 
 F32 = TensorProto.FLOAT
 

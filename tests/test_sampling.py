@@ -6,9 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
-from model.inference import Detector, build_model
+from model.inference import build_model, eager_detector
 from model.layers import DeformConv2d
-from model.sampling import render_sampling_points, sampling_points
+from model.sampling import render_sampling_points
 
 ARCH = {"builder": "dcn_mobilenet_v2_fpn", "num_classes": 2, "min_size": 320, "max_size": 320}
 
@@ -16,12 +16,12 @@ ARCH = {"builder": "dcn_mobilenet_v2_fpn", "num_classes": 2, "min_size": 320, "m
 @pytest.fixture(scope="module")
 def detector():
     torch.manual_seed(0)
-    return Detector(build_model(ARCH, pretrained_backbone=False), {})
+    return eager_detector(build_model(ARCH, pretrained_backbone=False), {"architecture": ARCH})
 
 
 def test_zero_offsets_give_the_regular_grid(detector):
     image = np.zeros((320, 320, 3), np.uint8)
-    layers = sampling_points(detector, image, x=144.0, y=144.0)
+    layers = detector.sampling_points(image, x=144.0, y=144.0)
     assert [len(l["points"]) for l in layers] == [9, 81, 729]
     # Hand-computed: (144, 144) maps to output cell (4, 4) of the 10x10 stride-32 map; three
     # 3x3 layers (padding 1) reach cells 3..5, 2..6, 1..7, i.e. pixel centres 32*c + 15.5.
@@ -32,13 +32,13 @@ def test_zero_offsets_give_the_regular_grid(detector):
 
 
 def test_learned_offsets_and_masks_move_and_weight_the_points(detector):
-    top = [m for m in detector.model.modules() if isinstance(m, DeformConv2d)][-1]
+    top = [m for m in detector.runtime.model.modules() if isinstance(m, DeformConv2d)][-1]
     with torch.no_grad():
         top.offset_conv.bias[0:18:2] = 1.0   # dy = +1 cell for every kernel point
         top.offset_conv.bias[1:18:2] = -0.5  # dx = -0.5 cell
         top.offset_conv.bias[18:] = 20.0     # mask -> 2 * sigmoid(20) = 2
     try:
-        layers = sampling_points(detector, np.zeros((320, 320, 3), np.uint8), 144.0, 144.0)
+        layers = detector.sampling_points(np.zeros((320, 320, 3), np.uint8), 144.0, 144.0)
         ys = np.unique(layers[0]["points"][:, 1])
         xs = np.unique(layers[0]["points"][:, 0])
         np.testing.assert_allclose(ys, 32 * np.array([4, 5, 6]) + 15.5)
@@ -51,7 +51,7 @@ def test_learned_offsets_and_masks_move_and_weight_the_points(detector):
 
 def test_render_is_a_png_of_the_image_size(detector):
     image = np.full((320, 300, 3), 90, np.uint8)
-    layers = sampling_points(detector, image, 100.0, 100.0)
+    layers = detector.sampling_points(image, 100.0, 100.0)
     png = render_sampling_points(image, layers, 100.0, 100.0)
     picture = Image.open(io.BytesIO(png))
     assert picture.format == "PNG" and picture.size == (300, 320)

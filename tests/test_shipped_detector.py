@@ -9,7 +9,8 @@ import torch
 from model import data
 from model.evaluate import average_precision
 from model.inference import load_detector
-from model.runtimes import KINDS, OnnxRuntimeDetector, load_runtime
+from model.runtime_onnx import OnnxRuntimeRuntime
+from model.runtimes import KINDS, load_runtime
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +52,8 @@ def test_large_image_is_detected_in_tiles_at_full_resolution(detector):
 
 
 @pytest.fixture(scope="module")
-def runtimes(tmp_path_factory):
-    cache = str(tmp_path_factory.mktemp("runtimes"))
-    return {kind: load_runtime(kind, cache_dir=cache) for kind in KINDS}
+def runtimes(runtime_cache):
+    return {kind: load_runtime(kind, cache_dir=runtime_cache) for kind in KINDS}
 
 
 def test_eager_torchscript_and_onnxruntime_agree(runtimes, validation):
@@ -89,4 +89,4 @@ def test_runtime_exports_are_cached_and_validated(tmp_path):
     with pytest.raises(ValueError, match="unknown backend"):
         load_runtime("tensorrt")
     with pytest.raises(ValueError, match="not a onnxruntime runtime"):
-        OnnxRuntimeDetector(str(tmp_path / folder))
+        OnnxRuntimeRuntime(str(tmp_path / folder))

@@ -12,8 +12,8 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from model import data
-from model.inference import load_detector
-from onnx_plugins.triton import write_repository
+from model.inference import load_model
+from model.triton import write_repository
 
 TYPES = {onnx.TensorProto.FLOAT: model_config_pb2.TYPE_FP32,
          onnx.TensorProto.UINT8: model_config_pb2.TYPE_UINT8,
@@ -56,13 +56,13 @@ def test_model_runs_with_the_configured_op_library(repository):
     session = ort.InferenceSession(paths["model"], options, providers=["CPUExecutionProvider"])
     soap = data.load_split(["SOAP_061"])[0].image
     osbs = data.load_split(["OSBS_029"])[0].image
-    detector = load_detector()
+    detector, _ = load_model()
     for batch in ([soap], [soap, osbs]):  # partial batches (max 3)
         boxes, scores, labels, count = session.run(None, {"images": np.stack(batch)})
         assert boxes.shape == (len(batch), 200, 4) and count.shape == (len(batch), 1)
         for i, image in enumerate(batch):
             with torch.no_grad():
-                eager = detector.model([data.image_tensor(image)])[0]
+                eager = detector([data.image_tensor(image)])[0]
             n = int(count[i, 0])
             assert n == min(len(eager["scores"]), 200) and n > 0
             np.testing.assert_allclose(boxes[i, :n], eager["boxes"][:n].numpy(), atol=1.0)

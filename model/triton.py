@@ -1,6 +1,6 @@
 """Writes a Triton Inference Server model repository for a detector checkpoint.
 
-    python -m onnx_plugins.triton [--checkpoint STEM] --out model_repository/ \\
+    python -m model.triton [--checkpoint STEM] --out model_repository/ \\
         [--op-library PATH] [--bundle-library] [--max-batch-size 4] [--instances 1]
 
 Layout: <out>/<name>/config.pbtxt and <out>/<name>/1/model.onnx (model.export.TileBatch: uint8
@@ -15,8 +15,10 @@ import os
 import shutil
 from typing import Dict, List, Optional
 
+from onnx_plugins import library_path
 
-from . import library_path
+from .export import export_tile_batch_onnx
+from .inference import load_model
 
 ONNX_TO_TRITON = {1: "TYPE_FP32", 2: "TYPE_UINT8", 7: "TYPE_INT64", 10: "TYPE_FP16",
                   11: "TYPE_FP64", 6: "TYPE_INT32"}
@@ -73,14 +75,12 @@ def write_repository(out: str, checkpoint: Optional[str] = None, name: str = "dc
                      op_library: Optional[str] = None, bundle_library: bool = False,
                      max_queue_delay_us: int = 5000) -> Dict[str, str]:
     """Writes the repository; returns the paths of the config, the model and the op library."""
-    from model.export import export_tile_batch_onnx
-    from model.inference import load_detector
-
-    detector = load_detector(checkpoint)
+    model, config = load_model(checkpoint)
     version_dir = os.path.join(out, name, "1")
     os.makedirs(version_dir, exist_ok=True)
     model_path = os.path.join(version_dir, "model.onnx")
-    export_tile_batch_onnx(detector, model_path, max_batch_size, max_detections)
+    export_tile_batch_onnx(model, int(config.get("tile", {}).get("size", 400)), model_path,
+                           max_batch_size, max_detections)
     if bundle_library:
         os.makedirs(os.path.join(out, "lib"), exist_ok=True)
         target = os.path.join(out, "lib", "libdcn_ort_cuda.so")

@@ -1,6 +1,7 @@
 """ONNX export of modules that use the dcn operators (TorchScript-based exporter).
 
-Each dcn op becomes one node of the custom domain "dcn" (run it with ``onnx_plugins.session``):
+The symbolics of the dcn operators live here, beside the ops (model.ops); each op becomes one node
+of the custom domain "dcn" (run the graph with ``onnx_plugins.session``):
 
 - ``dcn::DeformConv2d(X, W, offset, [B], [mask])``, attributes ``kernel_shape, strides, pads,
   dilations, group, offset_group`` exactly as ONNX ``DeformConv``;
@@ -17,7 +18,7 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
-import model  # noqa: F401  (registers torch.ops.dcn)
+from .layers import DeformRoIPool
 
 OPSET = 19
 _DOMAIN_VERSION = 1
@@ -107,8 +108,6 @@ def export(module: torch.nn.Module, args: tuple, path: str, input_names: Sequenc
 
 
 def _uses_roi(module: torch.nn.Module) -> bool:
-    from model.layers import DeformRoIPool
-
     return any(isinstance(m, DeformRoIPool) for m in module.modules())
 
 
