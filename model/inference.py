@@ -3,12 +3,16 @@
     detector = load_detector()                  # the shipped default model
     results = detector.predict([image, ...], score_threshold=0.3, max_detections=500)
     # per image: {"boxes": [D, 4] x1y1x2y2 in original pixels, "scores": [D], "labels": [D]}
+    plan = detector.plan([image, ...])          # the same in steps a scheduler can interleave:
+    outputs = detector.run_tiles(plan.tiles[:8]) + ...   # model batches of tiles, then
+    results = detector.merge(plan, outputs, 0.3, 500)
 
 Images larger than the tile size (from the checkpoint config) are predicted in overlapping tiles
 whose detections are merged by NMS, so a 1249 x 1035 aerial photo is seen at full resolution.
 """
 import os
-from typing import Any, Dict, List, Optional, Sequence, Union
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -54,6 +58,18 @@ def tile_origins(length: int, size: int, overlap: float) -> List[int]:
     stride = max(1, int(size * (1 - overlap)))
     starts = list(range(0, length - size, stride))
     return starts + [length - size]
+
+
+@dataclass
+class TilePlan:
+    """The work of a list of images: `tiles` ([3, h, w] views of tiles, in run order), `owners`
+    (per tile: index into `placed`, view), `placed` (per tile position: image index, x0, y0,
+    height, width)."""
+    n_images: int
+    n_views: int
+    tiles: List[torch.Tensor] = field(default_factory=list)
+    owners: List[Tuple[int, int]] = field(default_factory=list)
+    placed: List[Tuple[int, int, int, int, int]] = field(default_factory=list)
 
 
 class Detector:
@@ -105,6 +121,58 @@ class Detector:
             self._probe = OffsetProbe(self.model)
         return [t.cpu().numpy() for t in self._probe(batch)]
 
+    def count_tiles(self, height: int, width: int, tta: int = 1) -> int:
+        """Model runs (views x tiles) that one height x width image costs; no pixel work."""
+        from . import tta as augment
+
+        rows = tile_origins(height, self.tile_size, self.tile_overlap)
+        columns = tile_origins(width, self.tile_size, self.tile_overlap)
+        return len(augment.views(tta)) * len(rows) * len(columns)
+
+    def plan(self, images: Sequence[ImageLike], tta: int = 1) -> TilePlan:
+        """Cuts images into (views of) overlapping tiles, in run order (see TilePlan)."""
+        from . import tta as augment
+
+        views = augment.views(tta)
+        plan = TilePlan(n_images=len(images), n_views=len(views))
+        for i, image in enumerate(images):
+            t = as_tensor(image)
+            h, w = t.shape[1:]
+            for y0 in tile_origins(h, self.tile_size, self.tile_overlap):
+                for x0 in tile_origins(w, self.tile_size, self.tile_overlap):
+                    tile = t[:, y0:y0 + self.tile_size, x0:x0 + self.tile_size]
+                    for v in views:
+                        plan.tiles.append(augment.transform(tile, v))
+                        plan.owners.append((len(plan.placed), v))
+                    plan.placed.append((i, x0, y0) + tuple(tile.shape[1:]))
+        return plan
+
+    @torch.no_grad()
+    def run_tiles(self, tiles: Sequence[torch.Tensor]) -> List[Dict[str, torch.Tensor]]:
+        """One model batch: raw outputs (boxes in the tile's view pixels) of [3, h, w] tiles."""
+        return self._run([t.to(self.device) for t in tiles])
+
+    @torch.no_grad()
+    def merge(self, plan: TilePlan, outputs: Sequence[Dict[str, torch.Tensor]],
+              score_threshold: float = 0.3,
+              max_detections: int = 300) -> List[Dict[str, np.ndarray]]:
+        """Per image detections (as `predict`) from the outputs of all of `plan.tiles`."""
+        from . import tta as augment
+
+        if len(outputs) != len(plan.tiles):
+            raise ValueError(f"{len(outputs)} outputs for {len(plan.tiles)} tiles")
+        seen = [[] for _ in plan.placed]
+        for out, (k, v) in zip(outputs, plan.owners):
+            boxes = augment.invert_boxes(out["boxes"], v, plan.placed[k][3], plan.placed[k][4])
+            seen[k].append((boxes, out["scores"], out["labels"]))
+        per_image = [[] for _ in range(plan.n_images)]
+        for (i, x0, y0, _, _), parts in zip(plan.placed, seen):
+            boxes, scores, labels = augment.fuse(*(torch.cat(p) for p in zip(*parts)),
+                                                 n_views=plan.n_views, iou=self.tta_iou)
+            shift = torch.tensor([x0, y0, x0, y0], dtype=boxes.dtype, device=boxes.device)
+            per_image[i].append((boxes + shift, scores, labels))
+        return [self._merge(parts, score_threshold, max_detections) for parts in per_image]
+
     @torch.no_grad()
     def predict(self, images: Sequence[ImageLike], score_threshold: float = 0.3,
                 max_detections: int = 300, batch_size: int = 8,
@@ -112,34 +180,11 @@ class Detector:
         """Per image {"boxes" [D, 4] x1y1x2y2 in image pixels, "scores" [D], "labels" [D]}, best
         first. tta: views per tile (1, 2, 4 or 8 flips/transpositions, fused; see model.tta),
         costing that many model runs."""
-        from . import tta as augment
-
-        views = augment.views(tta)
-        tensors = [as_tensor(im) for im in images]
-        tiles, owners = [], []  # (tensor, (tile index, view))
-        placed = []  # per tile: (image index, x0, y0, height, width)
-        for i, t in enumerate(tensors):
-            h, w = t.shape[1:]
-            for y0 in tile_origins(h, self.tile_size, self.tile_overlap):
-                for x0 in tile_origins(w, self.tile_size, self.tile_overlap):
-                    tile = t[:, y0:y0 + self.tile_size, x0:x0 + self.tile_size]
-                    for v in views:
-                        tiles.append(augment.transform(tile, v))
-                        owners.append((len(placed), v))
-                    placed.append((i, x0, y0) + tuple(tile.shape[1:]))
-        seen = [[] for _ in placed]
-        for s in range(0, len(tiles), batch_size):
-            batch = [t.to(self.device) for t in tiles[s:s + batch_size]]
-            for out, (k, v) in zip(self._run(batch), owners[s:s + batch_size]):
-                boxes = augment.invert_boxes(out["boxes"], v, placed[k][3], placed[k][4])
-                seen[k].append((boxes, out["scores"], out["labels"]))
-        per_image = [[] for _ in tensors]
-        for (i, x0, y0, _, _), parts in zip(placed, seen):
-            boxes, scores, labels = augment.fuse(*(torch.cat(p) for p in zip(*parts)),
-                                                 n_views=len(views), iou=self.tta_iou)
-            shift = torch.tensor([x0, y0, x0, y0], dtype=boxes.dtype, device=boxes.device)
-            per_image[i].append((boxes + shift, scores, labels))
-        return [self._merge(parts, score_threshold, max_detections) for parts in per_image]
+        plan = self.plan(images, tta)
+        outputs = []
+        for s in range(0, len(plan.tiles), batch_size):
+            outputs.extend(self.run_tiles(plan.tiles[s:s + batch_size]))
+        return self.merge(plan, outputs, score_threshold, max_detections)
 
     def sampling_points(self, image: ImageLike, x: float, y: float):
         """Composed sampling locations of the deformable layers for image point (x, y); see
