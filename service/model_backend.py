@@ -1,10 +1,10 @@
 """Backend implementation over model.runtimes (torch, TorchScript or ONNX Runtime)."""
 import os
-from typing import List, Optional
+from typing import Any, List, Optional, Sequence
 
 import numpy as np
 
-from .backend import Detections, Layers
+from .backend import Detections, Layers, OutOfMemory
 
 
 class ModelBackend:
@@ -25,6 +25,29 @@ class ModelBackend:
         self.detector = load_runtime(kind, checkpoint, device, cache_dir)
         self.model_name = os.path.basename(checkpoint or DEFAULT_CHECKPOINT)
         self.classes = list(self.detector.config.get("classes", []))
+
+    def count_tiles(self, height: int, width: int) -> int:
+        return self.detector.count_tiles(height, width, self.tta)
+
+    def plan(self, image: np.ndarray):
+        return self.detector.plan([image], self.tta)
+
+    def run_tiles(self, tiles: Sequence[Any]) -> List[Any]:
+        import torch
+
+        try:
+            return self.detector.run_tiles(tiles)
+        except torch.OutOfMemoryError as e:
+            torch.cuda.empty_cache()  # the failed batch's activations, before a smaller retry
+            raise OutOfMemory(f"out of device memory for {len(tiles)} tiles") from e
+        except RuntimeError as e:  # ONNX Runtime's allocator failure is a plain runtime error
+            if "Failed to allocate memory" in str(e):
+                raise OutOfMemory(f"out of device memory for {len(tiles)} tiles") from e
+            raise
+
+    def merge(self, plan, outputs: Sequence[Any], score_threshold: float,
+              max_detections: int) -> Detections:
+        return self.detector.merge(plan, outputs, score_threshold, max_detections)[0]
 
     def predict(self, images: List[np.ndarray], score_threshold: float,
                 max_detections: int) -> List[Detections]:
