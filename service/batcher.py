@@ -3,8 +3,8 @@
 Each request's image is planned into tiles (views x tiles, see service.backend). One worker runs
 model batches of up to `max_batch_size` tiles, taken from the pending requests with the least
 work left first (then the oldest): a large image runs in chunks, and a small request that
-arrives meanwhile rides in the very next batch, so it waits for at most one batch of someone
-else's tiles. Large requests finish one after another rather than all sharing the worker (which
+arrives meanwhile rides in the very next batch (without a chunk of the large one), so it waits
+for at most one batch of someone else's tiles. Large requests finish one after another rather than all sharing the worker (which
 would make every one of them late). When fewer tiles than a batch are pending, the worker waits
 up to `max_delay_s` after the oldest waiting request for more. Before every batch, requests whose
 caller gave up (deadline, disconnect: their future is done) are dropped and cost nothing more. A
@@ -204,13 +204,16 @@ class Batcher:
         self._drop_abandoned()
 
     def _deal(self) -> List[Tuple[Job, Any]]:
-        """The next batch: (job, tile) pairs, least work left first."""
+        """The next batch: (job, tile) pairs, least work left first. Requests that finish in it
+        are not joined by a chunk of one that cannot: on a CPU a batch costs per tile, and that
+        chunk would make them wait for it."""
         batch: List[Tuple[Job, Any]] = []
         for job in self._by_work_left():
-            if job.plan is not None:
-                room = self.max_batch_size - len(batch)
-                first = len(job.outputs)
-                batch += [(job, tile) for tile in job.plan.tiles[first:first + room]]
+            room = self.max_batch_size - len(batch)
+            if job.plan is None or (batch and job.tiles_left > room):
+                continue
+            first = len(job.outputs)
+            batch += [(job, tile) for tile in job.plan.tiles[first:first + room]]
         return batch
 
     def _run_split(self, tiles: List[Any]) -> List[Any]:
