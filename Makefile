@@ -1,4 +1,4 @@
-# dcnserve: `make setup` (venv + build), `make test`, `make bench`, `make test-asan`.
+# dcnserve: `make setup` (venv + build), `make test`, `make bench`, `make fuzz`, `make test-asan`.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -17,7 +17,7 @@ EXTENSION := model/.built-cuda$(WITH_CUDA)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup build test bench test-asan clean serve browser lint-deploy
+.PHONY: setup build test bench fuzz test-asan clean serve browser lint-deploy
 
 $(VENV)/.deps: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -111,6 +111,13 @@ test: build browser lint-deploy
 
 bench: build
 	$(PY) benchmarks/run.py
+
+# More fuzzed uploads than `make test` sends (tests/upload_fuzz.py); FUZZ_SEED picks another run.
+FUZZ_CASES ?= 5000
+FUZZ_SEED ?= 12
+fuzz: build
+	DCN_FUZZ_CASES=$(FUZZ_CASES) DCN_FUZZ_SEED=$(FUZZ_SEED) $(PY) -m pytest -q -s -p no:cacheprovider \
+	  tests/test_service_fuzz.py
 
 # The CPU kernels built with AddressSanitizer in a separate tree, running the op tests.
 ASAN_DIR := build-asan

@@ -6,7 +6,8 @@ A runtime has `kind` ("torch" | "torchscript" | "onnxruntime"), `device` ("cpu" 
 model.probe.layer_meta), and:
 
     run(tiles: list of [3, h, w] float32 in [0, 1]) -> list of {"boxes" [D, 4] x1y1x2y2 tile
-        pixels float32, "scores" [D] float32, "labels" [D] int64}
+        pixels float32, "scores" [D] float32, "labels" [D] int64}; DeviceOutOfMemory when the
+        batch does not fit
     probe(image [3, H, W] float32 in [0, 1]) -> [offset_0 [1, 2*G*K, H0, W0], mask_0
         [1, G*K, H0, W0], offset_1, mask_1, ...] for the whole image (see model.probe)
 
@@ -21,6 +22,11 @@ from typing import Any, Dict, List, Protocol
 import numpy as np
 
 FORMAT = "dcnserve-runtime/2"
+
+
+class DeviceOutOfMemory(MemoryError):
+    """A batch of tiles did not fit in device memory; the runtime has released what it could,
+    so a smaller batch may be tried."""
 
 
 class Runtime(Protocol):

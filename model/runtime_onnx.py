@@ -7,7 +7,7 @@ import numpy as np
 
 import onnx_plugins
 
-from .runtime import read_runtime_meta
+from .runtime import DeviceOutOfMemory, read_runtime_meta
 
 
 class OnnxRuntimeRuntime:
@@ -36,7 +36,12 @@ class OnnxRuntimeRuntime:
     def run(self, tiles: List[np.ndarray]) -> List[Dict[str, np.ndarray]]:
         out = []
         for tile in tiles:  # the exported graph takes one image
-            boxes, labels, scores = self.session.run(None, {"image": tile})
+            try:
+                boxes, labels, scores = self.session.run(None, {"image": tile})
+            except Exception as e:  # ONNX Runtime reports allocator failures as plain errors
+                if "Failed to allocate memory" in str(e):
+                    raise DeviceOutOfMemory(f"out of device memory for a tile: {e}") from e
+                raise
             out.append({"boxes": boxes, "labels": labels, "scores": scores})
         return out
 

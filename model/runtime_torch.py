@@ -10,7 +10,7 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 from . import ops  # noqa: F401  (registers torch.ops.dcn, which the TorchScript graph calls)
 from .probe import OffsetProbe, layer_meta
-from .runtime import read_runtime_meta
+from .runtime import DeviceOutOfMemory, read_runtime_meta
 
 
 def transform_from_config(config: Dict[str, Any]) -> GeneralizedRCNNTransform:
@@ -43,8 +43,12 @@ class EagerRuntime:
 
     @torch.no_grad()
     def run(self, tiles: List[np.ndarray]) -> List[Dict[str, np.ndarray]]:
-        return [_numpy(o) for o in self._forward([torch.from_numpy(t).to(self.device)
-                                                  for t in tiles])]
+        try:
+            outputs = self._forward([torch.from_numpy(t).to(self.device) for t in tiles])
+        except torch.OutOfMemoryError as e:
+            torch.cuda.empty_cache()  # the failed batch's activations, before a smaller retry
+            raise DeviceOutOfMemory(f"out of device memory for {len(tiles)} tiles") from e
+        return [_numpy(o) for o in outputs]
 
     def _offset_probe(self) -> nn.Module:
         if self._probe is None:

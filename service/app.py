@@ -7,7 +7,7 @@ work, finishes the queued requests and stops.
 import asyncio
 import logging
 from contextlib import asynccontextmanager
-from typing import Optional
+from typing import Callable, Optional
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -17,17 +17,20 @@ from starlette.concurrency import run_in_threadpool
 
 from .backend import Backend
 from .batcher import Batcher
+from .errors import ErrorMiddleware
 from .images import ImageError
 from .limits import BodyLimitMiddleware
 from .metrics import Metrics, MetricsMiddleware
 from .recent import RecentResults
 from .routes import detect, health, offsets, web
 from .settings import Settings
+from .watchdog import watch
 
 log = logging.getLogger("dcnserve")
 
 
-async def _load(app: FastAPI, backend: Optional[Backend]) -> None:
+async def _load(app: FastAPI, backend: Optional[Backend],
+                on_fatal: Optional[Callable[[str], None]]) -> None:
     state, settings = app.state, app.state.settings
     try:
         if backend is None:
@@ -35,33 +38,44 @@ async def _load(app: FastAPI, backend: Optional[Backend]) -> None:
 
             backend = await run_in_threadpool(load_backend, settings)
         await run_in_threadpool(backend.warmup)
-    except Exception as e:  # reported by /readyz; the process stays up for diagnosis
+    except Exception as e:  # reported by /readyz, and fatal for a served process
         log.exception("model failed to load")
         state.load_error = f"{type(e).__name__}: {e}"
+        if on_fatal is not None:
+            on_fatal(f"model failed to load: {state.load_error}")
         return
     state.backend = backend
-    state.batcher = Batcher(backend.predict, settings.max_batch_size,
+    state.batcher = Batcher(backend, settings.max_batch_size,
                             settings.max_delay_ms / 1e3, settings.queue_size,
                             state.metrics.observe_batch)
     state.batcher.start()
     state.metrics.queue_depth.set_function(lambda: state.batcher.depth)
     state.ready = True
+    if on_fatal is not None:
+        state.watchdog = asyncio.get_running_loop().create_task(watch(state, on_fatal))
     log.info("ready: %s on %s (%s)", backend.model_name, backend.device, backend.name)
 
 
-def create_app(settings: Optional[Settings] = None, backend: Optional[Backend] = None) -> FastAPI:
-    """The service app. `backend` replaces the one `settings` describes (tests, embedding)."""
+def create_app(settings: Optional[Settings] = None, backend: Optional[Backend] = None,
+               on_fatal: Optional[Callable[[str], None]] = None) -> FastAPI:
+    """The service app. `backend` replaces the one `settings` describes (tests, embedding).
+    `on_fatal(reason)` is called when the service cannot go on (the model failed to load, the
+    backend hung) and should stop the process; without it the app stays up and says why in
+    /readyz."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        loading = asyncio.get_running_loop().create_task(_load(app, backend))
+        loading = asyncio.get_running_loop().create_task(_load(app, backend, on_fatal))
         yield
         app.state.ready = False
         if not loading.done():
             loading.cancel()
+        if app.state.watchdog is not None:
+            app.state.watchdog.cancel()
         if app.state.batcher is not None:
-            await app.state.batcher.stop()  # drains: queued requests still get answers
+            # drains: accepted requests still get answers (a hung backend cannot hold us)
+            await app.state.batcher.stop(timeout=settings.request_timeout_s)
 
     app = FastAPI(
         title="dcnserve", version="0.1.0", lifespan=lifespan,
@@ -71,7 +85,7 @@ def create_app(settings: Optional[Settings] = None, backend: Optional[Backend] =
     app.state.metrics = Metrics(settings.max_batch_size)
     app.state.recent = RecentResults(settings.recent_results, settings.recent_results_bytes)
     app.state.ready, app.state.load_error = False, None
-    app.state.backend, app.state.batcher = None, None
+    app.state.backend, app.state.batcher, app.state.watchdog = None, None, None
 
     @app.exception_handler(ImageError)
     async def image_error(request: Request, exc: ImageError) -> JSONResponse:
@@ -85,14 +99,10 @@ def create_app(settings: Optional[Settings] = None, backend: Optional[Backend] =
                          for e in errors)
         return JSONResponse({"detail": text or "invalid request"}, status_code=422)
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error")
-        return JSONResponse({"detail": f"internal error: {type(exc).__name__}"}, status_code=500)
-
     for router in (detect.router, offsets.router, health.router, web.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=web.STATIC), name="static")
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(ErrorMiddleware)  # inside the metrics: they count its 499s and 500s
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app

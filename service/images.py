@@ -6,7 +6,7 @@ before any pixel data is decoded (decompression bombs).
 """
 import io
 import warnings
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -49,36 +49,51 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image
 
 
-def decode(data: bytes, max_pixels: int) -> np.ndarray:
+def _reason(error: BaseException) -> str:
+    return str(error) or type(error).__name__
+
+
+def decode(data: bytes, max_pixels: int,
+           check_size: Optional[Callable[[int, int], None]] = None) -> np.ndarray:
     """Upload bytes -> [H, W, 3] uint8 RGB; raises ImageError (400 undecodable or truncated,
-    413 over `max_pixels`, 415 not a supported format)."""
+    413 over `max_pixels`, 415 not a supported format). `check_size(width, height)` may raise
+    ImageError too; it sees the declared size before any pixel is decoded.
+
+    Pillow's decoders raise many exception types on corrupt data (OSError, ValueError,
+    SyntaxError, struct.error, IndexError, ...), so every one of them is a 400 here."""
     if not data:
         raise ImageError(400, "empty image")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))  # reads the header only
+            width, height = image.size
     except Image.DecompressionBombError as e:
         raise ImageError(413, f"image too large: {e}") from e
     except UnidentifiedImageError as e:
         raise ImageError(400, "cannot decode the image (not a JPEG, PNG, WebP, BMP or TIFF "
                               "file, or corrupt)") from e
+    except Exception as e:
+        raise ImageError(400, f"cannot decode the image header: {_reason(e)}") from e
     if image.format not in FORMATS:
         raise ImageError(415, f"unsupported image format {image.format}")
-    width, height = image.size
     if width * height > max_pixels:
         raise ImageError(413, f"image of {width} x {height} pixels exceeds the limit of "
                               f"{max_pixels} pixels")
-    if width == 0 or height == 0:
+    if width <= 0 or height <= 0:
         raise ImageError(400, "image has no pixels")
+    if check_size is not None:
+        check_size(width, height)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image.load()
             image = ImageOps.exif_transpose(image)
-            rgb = _to_rgb(image).convert("RGB")
+            rgb = np.asarray(_to_rgb(image).convert("RGB"), dtype=np.uint8)
     except Image.DecompressionBombError as e:
         raise ImageError(413, f"image too large: {e}") from e
-    except (OSError, ValueError, SyntaxError, EOFError) as e:
-        raise ImageError(400, f"cannot decode the image: {e}") from e
-    return np.asarray(rgb, dtype=np.uint8)
+    except Exception as e:
+        raise ImageError(400, f"cannot decode the image: {_reason(e)}") from e
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[0] * rgb.shape[1] == 0:
+        raise ImageError(400, f"cannot decode the image: got pixels of shape {rgb.shape}")
+    return rgb

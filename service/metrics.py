@@ -14,20 +14,22 @@ class Metrics:
                                 ["route", "method", "status"], registry=r)
         self.latency = Histogram("dcn_http_request_seconds", "HTTP request latency", ["route"],
                                  buckets=LATENCY_BUCKETS, registry=r)
-        self.batch_size = Histogram("dcn_batch_size", "images per backend call",
+        self.batch_size = Histogram("dcn_batch_size", "tiles per backend call",
                                     buckets=sorted({1, 2, 4, 8, 16, 32, 64, max_batch_size}),
                                     registry=r)
         self.inference = Histogram("dcn_inference_seconds", "backend time per batch",
                                    buckets=LATENCY_BUCKETS, registry=r)
+        self.tiles = Counter("dcn_tiles", "tiles run by the backend", registry=r)
         self.images = Counter("dcn_images", "images detected", registry=r)
-        self.queue_depth = Gauge("dcn_queue_depth", "requests waiting for a batch", registry=r)
+        self.queue_depth = Gauge("dcn_queue_depth", "requests waiting for their first batch",
+                                 registry=r)
         self.rejected = Counter("dcn_rejected", "requests refused before inference", ["reason"],
                                 registry=r)
 
     def observe_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)
         self.inference.observe(seconds)
-        self.images.inc(size)
+        self.tiles.inc(size)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,15 +1,16 @@
 """Backend implementation over model.runtimes (torch, TorchScript or ONNX Runtime). With the
 ONNX Runtime backend nothing here imports torch."""
 import os
-from typing import List, Optional
+from typing import Any, List, Optional, Sequence
 
 import numpy as np
 
 from model.checkpoint import DEFAULT_CHECKPOINT
+from model.runtime import DeviceOutOfMemory
 from model.runtimes import load_runtime
 from model.sampling import render_sampling_points
 
-from .backend import Detections, Layers
+from .backend import Detections, Layers, OutOfMemory
 
 
 class ModelBackend:
@@ -19,6 +20,22 @@ class ModelBackend:
         self.name, self.device, self.tta = kind, self.detector.runtime.device, tta
         self.model_name = os.path.basename(checkpoint or DEFAULT_CHECKPOINT)
         self.classes = list(self.detector.config.get("classes", []))
+
+    def count_tiles(self, height: int, width: int) -> int:
+        return self.detector.count_tiles(height, width, self.tta)
+
+    def plan(self, image: np.ndarray):
+        return self.detector.plan([image], self.tta)
+
+    def run_tiles(self, tiles: Sequence[Any]) -> List[Any]:
+        try:
+            return self.detector.run_tiles(tiles)
+        except DeviceOutOfMemory as e:  # the runtime has released what it could
+            raise OutOfMemory(f"out of device memory for {len(tiles)} tiles") from e
+
+    def merge(self, plan, outputs: Sequence[Any], score_threshold: float,
+              max_detections: int) -> Detections:
+        return self.detector.merge(plan, outputs, score_threshold, max_detections)[0]
 
     def predict(self, images: List[np.ndarray], score_threshold: float,
                 max_detections: int) -> List[Detections]:

@@ -17,12 +17,19 @@ class Settings(BaseSettings):
                           "shipped tree-crown detector")
     backend: Literal["torch", "torchscript", "onnxruntime"] = "torch"
     device: Literal["cpu", "cuda", "auto"] = Field("auto", description="auto: cuda if available")
-    max_batch_size: int = Field(8, ge=1, le=256, description="images per backend call")
+    max_batch_size: int = Field(8, ge=1, le=256, description="tiles per backend call")
     max_delay_ms: float = Field(10.0, ge=0, le=10_000,
                                 description="longest wait for a batch to fill after its first "
                                             "request")
     queue_size: int = Field(64, ge=1, description="waiting requests beyond which /detect 503s")
     request_timeout_s: float = Field(30.0, gt=0, description="queue + inference; then 504")
+    max_tiles: int = Field(64, ge=1, description="model runs (views x tiles) one image may cost; "
+                                                 "checked from the image header (413 beyond)")
+    stall_timeout_s: float = Field(60.0, gt=0, description="a backend call running longer makes "
+                                                           "the service not ready (503)")
+    stall_exit_s: float = Field(300.0, ge=0, description="a backend call running longer exits "
+                                                         "the process (status 3) for a restart; "
+                                                         "0: never")
     max_upload_bytes: int = Field(20 * 2**20, ge=1024, description="request body limit (413)")
     max_image_pixels: int = Field(40_000_000, ge=1,
                                   description="width x height limit checked before decoding")

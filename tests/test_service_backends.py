@@ -78,3 +78,22 @@ def test_offset_view_works_on_every_backend(served, backend):
         for a, b in zip(ours["layers"], reference["layers"]):
             np.testing.assert_allclose(a["points"], b["points"], atol=0.05, err_msg=name)
             np.testing.assert_allclose(a["weights"], b["weights"], atol=1e-3, err_msg=name)
+
+
+def test_tile_count_is_known_before_planning_and_the_steps_equal_predict():
+    from service.model_backend import ModelBackend
+
+    backend = ModelBackend("torch", None, "cpu", tta=2)
+    detector = backend.detector
+    for height, width in [(1, 1), (400, 400), (401, 400), (700, 1249), (1, 5000)]:
+        plan = detector.plan([np.zeros((height, width, 3), np.uint8)], tta=2)
+        assert backend.count_tiles(height, width) == len(plan.tiles), (height, width)
+    backend.tta = 1
+    wide = photo("SOAP_061")[:200, :]
+    wide = np.concatenate([wide, wide[:, :200]], 1)  # 200 x 600: 2 tiles
+    plan = backend.plan(wide)
+    outputs = backend.run_tiles(plan.tiles[:1]) + backend.run_tiles(plan.tiles[1:])
+    stepped = backend.merge(plan, outputs, 0.2, 100)
+    whole = backend.predict([wide], 0.2, 100)[0]
+    for key in ("boxes", "scores", "labels"):
+        np.testing.assert_allclose(stepped[key], whole[key], rtol=1e-4, atol=1e-3)

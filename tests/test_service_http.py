@@ -194,3 +194,24 @@ def test_burst_against_a_small_queue_gets_only_200_and_503(url, client, soap):
     assert all(r.headers.get("retry-after") for r in responses if r.status_code == 503)
     assert client.get("/healthz").status_code == 200
     assert detect(client, body).status_code == 200  # healthy afterwards
+
+
+def test_work_is_admitted_by_tile_count(client):
+    from upload_fuzz import known_cases
+
+    named = dict((name, body) for name, body, _ in known_cases())
+    for name in ("png-1x200000-grey", "jpeg-sof-1x65000"):  # 667 and 217 tiles, ~100 bytes
+        r = detect(client, named[name], "image/png")
+        assert r.status_code == 413 and "tiles" in r.json()["detail"], r.text
+    assert "the limit is 64 (max_tiles)" in r.json()["detail"]
+
+
+def test_fuzzed_uploads_against_the_shipped_model(url):
+    from upload_fuzz import cases, send_all, seeds
+
+    host, port = url.split("//")[1].split(":")
+    photos = [(name, body) for name, body in seeds(size=120) if "-RGB." in name]
+    tally = send_all(host, int(port), cases(seed=5, n=24, photos=photos))
+    print(f"\nfuzz on the shipped model: {tally.summary()}")
+    assert not tally.broken, "\n".join(tally.broken)
+    assert tally.statuses[200] > 0

@@ -1,5 +1,6 @@
 """POST /detect: an image in, tree crowns (boxes, scores, labels) out."""
 import asyncio
+import logging
 import time
 import uuid
 from typing import Optional
@@ -7,12 +8,14 @@ from typing import Optional
 from fastapi import APIRouter, File, HTTPException, Query, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from ..batcher import QueueFull
-from ..images import CONTENT_TYPES, check_content_type, decode
+from ..batcher import QueueFull, is_out_of_memory
+from ..images import CONTENT_TYPES, ImageError, check_content_type, decode
 from ..recent import Record
 from ..schemas import DetectResponse, Detection, Error, Timing
+from ..watchdog import not_ready
 
 router = APIRouter(tags=["detection"])
+log = logging.getLogger("dcnserve")
 
 RAW_BODY = {"requestBody": {"content": {t: {"schema": {"type": "string", "format": "binary"}}
                                         for t in CONTENT_TYPES}}}
@@ -32,8 +35,19 @@ async def read_upload(request: Request, image: Optional[UploadFile]) -> bytes:
     return await request.body()
 
 
+def tile_limit(backend, max_tiles: int):
+    """A decode size check: 413 for an image costing more than `max_tiles` model runs."""
+    def check(width: int, height: int) -> None:
+        tiles = backend.count_tiles(height, width)
+        if tiles > max_tiles:
+            raise ImageError(413, f"an image of {width} x {height} pixels costs {tiles} tiles of "
+                                  f"inference; the limit is {max_tiles} (max_tiles)")
+    return check
+
+
 async def wait_for_result(request: Request, job, deadline: float):
-    """The job's detections; 504 past the deadline. A caller that disconnects drops its job."""
+    """The job's detections; 504 past the deadline. A caller that disconnects drops its job
+    (the worker spends no more tiles on a dropped job)."""
     while True:
         remaining = deadline - time.perf_counter()
         if remaining <= 0:
@@ -41,10 +55,19 @@ async def wait_for_result(request: Request, job, deadline: float):
             raise HTTPException(504, "timed out waiting for inference")
         done, _ = await asyncio.wait({job.future}, timeout=min(remaining, 0.25))
         if done:
-            return job.future.result()
+            break
         if await request.is_disconnected():
             job.future.cancel()
             raise HTTPException(499, "client disconnected")
+    error = job.future.exception()
+    if error is None:
+        return job.future.result()
+    if is_out_of_memory(error):
+        raise unavailable(f"out of memory: {error}", 5)
+    if isinstance(error, QueueFull):
+        raise unavailable(str(error))
+    log.error("inference failed", exc_info=error)
+    raise HTTPException(500, f"inference failed: {type(error).__name__}")
 
 
 @router.post(
@@ -54,9 +77,12 @@ async def wait_for_result(request: Request, job, deadline: float):
                 "content type (JPEG, PNG, WebP, BMP, TIFF). Boxes are in original pixels after "
                 "EXIF orientation.",
     responses={400: {"model": Error, "description": "undecodable or truncated image"},
-               413: {"model": Error, "description": "body or declared pixel count too large"},
+               413: {"model": Error, "description": "body, declared pixel count or tile count "
+                                                    "too large"},
                415: {"model": Error, "description": "unsupported content type"},
-               503: {"model": Error, "description": "queue full or model not ready"},
+               500: {"model": Error, "description": "the backend failed on this batch"},
+               503: {"model": Error, "description": "queue full, out of memory, model not "
+                                                    "ready or inference stalled"},
                504: {"model": Error, "description": "request_timeout_s passed"}})
 async def detect(
         request: Request,
@@ -67,16 +93,19 @@ async def detect(
     start = time.perf_counter()
     state = request.app.state
     settings = state.settings
-    if not state.ready:
-        raise unavailable("model not ready", 5)
+    reason = not_ready(state)
+    if reason:
+        raise unavailable(reason, 5)
     data = await read_upload(request, image)
-    array = await run_in_threadpool(decode, data, settings.max_image_pixels)
+    array = await run_in_threadpool(decode, data, settings.max_image_pixels,
+                                    tile_limit(state.backend, settings.max_tiles))
     try:
         job = await state.batcher.submit(array, score_threshold, max_detections)
     except QueueFull as e:
         state.metrics.rejected.labels("queue_full").inc()
         raise unavailable(f"busy: {e}") from None
     result = await wait_for_result(request, job, start + settings.request_timeout_s)
+    state.metrics.images.inc()
     result_id = uuid.uuid4().hex
     height, width = array.shape[:2]
     state.recent.put(result_id, Record(data, width, height, result))

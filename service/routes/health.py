@@ -4,6 +4,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from ..schemas import Error, Health, Ready
+from ..watchdog import not_ready
 
 router = APIRouter(tags=["operations"])
 
@@ -13,14 +14,14 @@ async def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz", response_model=Ready, summary="the model is loaded and warm",
+@router.get("/readyz", response_model=Ready,
+            summary="the model is loaded and warm, and inference is not stalled",
             responses={503: {"model": Error}})
 async def readyz(request: Request):
     state = request.app.state
-    if not state.ready:
-        detail = (f"model failed to load: {state.load_error}" if state.load_error
-                  else "model loading")
-        return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "5"})
+    reason = not_ready(state)
+    if reason:
+        return JSONResponse({"detail": reason}, status_code=503, headers={"Retry-After": "5"})
     b = state.backend
     return Ready(status="ready", model=b.model_name, backend=b.name, device=b.device,
                  max_batch_size=state.settings.max_batch_size)
