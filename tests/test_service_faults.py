@@ -180,7 +180,7 @@ def test_sigterm_with_a_full_queue_answers_every_accepted_request_then_exits_0()
 
 
 def test_corrupt_checkpoint_is_a_clear_error_and_exit_3(tmp_path):
-    from model.inference import DEFAULT_CHECKPOINT
+    from model.checkpoint import DEFAULT_CHECKPOINT
 
     stem = str(tmp_path / "broken")
     shutil.copy(DEFAULT_CHECKPOINT + ".json", stem + ".json")
