@@ -4,9 +4,9 @@ tests named for it, and reports which breakages the tests caught (`make mutants`
     python tests/mutants/run.py [name ...]     # default: every mutant
 
 Outcomes: killed (a named test went red), survived (all green: the promise is not held by a
-test), snippet not found / ambiguous (the code moved: update mutants.py), baseline red (the
-tests fail on the unbroken tree, so nothing can be concluded). Exit status 0 only when every
-mutant was killed.
+test), snippet not found / ambiguous (the code moved: update mutants.py), error (pytest could
+not run: the edit broke the tree, not a promise), baseline red (the tests fail on the unbroken
+tree, so nothing can be concluded). Exit status 0 only when every mutant was killed.
 """
 import os
 import shutil
@@ -51,7 +51,9 @@ def run_tests(tree: str, tests) -> str:
                               capture_output=True, timeout=TIMEOUT_S)
     except subprocess.TimeoutExpired:
         return "timeout"
-    return "passed" if done.returncode == 0 else "failed"
+    # pytest: 0 all passed, 1 some test failed; anything else (collection error, usage) means
+    # the mutant broke the tree rather than a promise.
+    return {0: "passed", 1: "failed"}.get(done.returncode, f"pytest exit {done.returncode}")
 
 
 def apply(tree: str, edits):
@@ -94,7 +96,7 @@ def main(names) -> int:
             if problem is None:
                 result = run_tests(tree, mutant["tests"])
                 outcome = {"failed": "killed", "timeout": "killed (timeout)",
-                           "passed": "SURVIVED"}[result]
+                           "passed": "SURVIVED"}.get(result, f"ERROR ({result})")
             else:
                 outcome = problem.upper()
             restore(originals)
