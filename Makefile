@@ -17,7 +17,7 @@ EXTENSION := model/.built-cuda$(WITH_CUDA)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup build test bench fuzz test-asan clean serve browser lint-deploy
+.PHONY: setup build test bench fuzz test-asan clean serve browser lint-deploy mutants
 
 $(VENV)/.deps: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -108,6 +108,11 @@ lint-deploy: build $(LINT_VENV)/.done $(COMPOSE_VENV)/.done
 
 test: build browser lint-deploy
 	$(PY) -m pytest -q --ignore=tests/test_triton.py
+
+# Deliberate breakages of the service's promises, applied one at a time to a scratch copy; each
+# must turn a test red (tests/mutants/: the list is data, update its snippets when code moves).
+mutants: build
+	$(PY) tests/mutants/run.py
 
 bench: build
 	$(PY) benchmarks/run.py

@@ -72,7 +72,10 @@ std::tuple<at::Tensor, at::Tensor> roi_pool_backward(
   check_same_device_dtype("deform_roi_pool backward", input, grad, "grad");
   const auto acc = input.options().dtype(at::toOpMathType(input.scalar_type()));
   at::Tensor grad_input = at::zeros(input.sizes(), acc);
-  at::Tensor grad_offset = offset ? at::zeros_like(*offset) : at::empty({0}, input.options());
+  // The kernels write the offset gradient densely, so it must be contiguous even when the offset
+  // is not (zeros_like would keep a permuted offset's strides).
+  at::Tensor grad_offset = offset ? at::zeros(offset->sizes(), offset->options())
+                                  : at::empty({0}, input.options());
   if (grad.numel() > 0) {
     const at::Tensor g = grad.contiguous(), r = rois.contiguous();
     const at::Tensor off = contiguous_or_undefined(offset);

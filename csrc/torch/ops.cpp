@@ -2,6 +2,10 @@
 // their own files; shape functions for torch.export / torch.compile live in model/ops.py.
 #include <torch/library.h>
 
+#include <string>
+
+#include "../cpu/isa.h"
+
 TORCH_LIBRARY(dcn, m) {
   m.def(
       "deform_conv2d(Tensor input, Tensor weight, Tensor offset, Tensor? mask, Tensor? bias, "
@@ -24,4 +28,6 @@ TORCH_LIBRARY(dcn, m) {
       "_deform_roi_pool_backward(Tensor grad, Tensor input, Tensor rois, Tensor? offset, "
       "int pooled_height, int pooled_width, float spatial_scale, int sampling_ratio, "
       "float gamma, bool aligned, bool position_sensitive) -> (Tensor, Tensor)");
+  // Which CPU loop variant this process runs (DCN_CPU_ISA forces one; see csrc/cpu/isa.h).
+  m.def("_cpu_isa() -> str", [] { return std::string(dcn::isa_name(dcn::selected_isa())); });
 }
