@@ -106,8 +106,9 @@ class DeviceGuard {
 // hands out a new allocator object on each call, which the API asks us to release.
 class Scratch {
  public:
-  Scratch(const Ort::KernelContext& ctx, const Ort::ConstValue& like)
-      : allocator_(ctx.GetAllocator(*static_cast<const OrtMemoryInfo*>(like.GetTensorMemoryInfo()))) {
+  Scratch(const Ort::KernelContext& ctx, const Ort::ConstValue& like) {
+    const OrtMemoryInfo* info = like.GetTensorMemoryInfo();
+    allocator_ = ctx.GetAllocator(*info);
     if (allocator_ == nullptr) throw Ort::Exception("DeformConv2d: no device allocator", ORT_FAIL);
   }
   ~Scratch() {
@@ -125,7 +126,7 @@ class Scratch {
   }
 
  private:
-  OrtAllocator* allocator_;
+  OrtAllocator* allocator_ = nullptr;
   std::vector<void*> blocks_;
 };
 
