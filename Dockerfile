@@ -18,10 +18,12 @@ ENV CUDA_HOME=/usr/local/cuda \
     PYTHON=python3
 WORKDIR /opt/dcnserve
 # Dependencies first: this layer (torch and friends) is rebuilt only when pyproject.toml changes.
+# onnxruntime-gpu pinned to a CUDA 13 build (earlier releases link CUDA 12, and their CUDA EP
+# would fail to load next to our CUDA 13 libraries).
 COPY pyproject.toml Makefile ./
 RUN make .venv/.deps \
     && .venv/bin/pip uninstall -y onnxruntime \
-    && .venv/bin/pip install "onnxruntime-gpu>=1.22"
+    && .venv/bin/pip install "onnxruntime-gpu==1.31.1"
 # ONNX Runtime headers (changes only with the fetch script).
 COPY onnx_plugins/fetch_ort_headers.sh onnx_plugins/
 RUN make third_party/onnxruntime/onnxruntime_cxx_api.h

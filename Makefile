@@ -17,7 +17,7 @@ EXTENSION := model/.built-cuda$(WITH_CUDA)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup build test bench fuzz test-asan clean serve browser lint-deploy mutants
+.PHONY: setup build test bench fuzz test-asan clean serve browser lint-deploy mutants gpu-check
 
 $(VENV)/.deps: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -123,6 +123,12 @@ FUZZ_SEED ?= 12
 fuzz: build
 	DCN_FUZZ_CASES=$(FUZZ_CASES) DCN_FUZZ_SEED=$(FUZZ_SEED) $(PY) -m pytest -q -s -p no:cacheprovider \
 	  tests/test_service_fuzz.py
+
+# The GPU path end to end on a GPU host (build for its arch, CUDA tests, compute-sanitizer, CUDA-event
+# benchmarks, service; reports in build/gpu-check): README "On a GPU". Uses $(PYTHON) as it is, no
+# venv. DRY_RUN=1 walks the same steps without a GPU (tests/test_gpu_check.py runs it).
+gpu-check:
+	$(PYTHON) gpu_check/run.py $(if $(filter 1,$(DRY_RUN)),--dry-run)
 
 # The CPU kernels built with AddressSanitizer in a separate tree, running the op tests.
 ASAN_DIR := build-asan

@@ -78,6 +78,24 @@ at::Tensor column_weight(const at::Tensor& weight) {
   return weight.permute({0, 2, 3, 1}).reshape({weight.size(0), -1, 1, 1}).contiguous();
 }
 
+// The GEMM rows [Q, C*K] x weight^T as the 1x1 convolution of rows_as_image(rows) with the
+// column weight [C', C*K/groups, 1, 1]: [1, C', 1, Q]. On CUDA, float32 stays float32 unless the
+// user allows TF32 for matmuls (torch.backends.cuda.matmul.allow_tf32, or
+// torch.set_float32_matmul_precision("high")): our op is a GEMM like torchvision's
+// deform_conv2d, which follows that switch, not cuDNN's (on by default).
+at::Tensor column_gemm(const at::Tensor& rows_image, const at::Tensor& w,
+                       const std::optional<at::Tensor>& bias, int64_t groups) {
+  if (!rows_image.is_cuda()) {
+    return at::conv2d(rows_image, w, bias, at::IntArrayRef{1}, at::IntArrayRef{0},
+                      at::IntArrayRef{1}, groups);
+  }
+  const at::Context& ctx = at::globalContext();
+  return at::_convolution(rows_image, w, bias, {1, 1}, {0, 0}, {1, 1}, /*transposed=*/false,
+                          {0, 0}, groups, ctx.benchmarkCuDNN(),
+                          ctx.deterministicCuDNN() || ctx.deterministicAlgorithms(),
+                          ctx.userEnabledCuDNN(), /*allow_tf32=*/ctx.allowTF32CuBLAS());
+}
+
 // [N, C, H, W] -> contiguous [N, H, W, C].
 at::Tensor to_channels_last(const DeformColumnKernels& kernels, const at::Tensor& t) {
   if (t.is_contiguous(at::MemoryFormat::ChannelsLast)) {
@@ -129,9 +147,7 @@ at::Tensor deform_conv2d_forward(const DeformColumnKernels& kernels, const at::T
   at::Tensor out_rows;  // [N * out_h * out_w, C_out]
   for_each_column_chunk(kernels, s, image, offset, mask,
                         [&](int64_t j0, int64_t q, const at::Tensor& col) {
-    const at::Tensor rows = image_as_rows(at::conv2d(rows_as_image(col), w, bias,
-                                                     at::IntArrayRef{1}, at::IntArrayRef{0},
-                                                     at::IntArrayRef{1}, groups));
+    const at::Tensor rows = image_as_rows(column_gemm(rows_as_image(col), w, bias, groups));
     if (q == total) {
       out_rows = rows;
     } else {
@@ -181,10 +197,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> deform_co
     const at::Tensor grad_rows_q = grad_rows.narrow(0, j0, q);
     // grad_col = grad_rows x W (a 1x1 convolution with the transposed weight), and
     // grad_W += grad_rows^T x col per group. (Faster here than at::convolution_backward.)
-    const at::Tensor grad_col = image_as_rows(at::conv2d(rows_as_image(grad_rows_q), w_t, {},
-                                                         at::IntArrayRef{1}, at::IntArrayRef{0},
-                                                         at::IntArrayRef{1}, groups))
-                                    .contiguous();
+    const at::Tensor grad_col =
+        image_as_rows(column_gemm(rows_as_image(grad_rows_q), w_t, {}, groups)).contiguous();
     for (int64_t g = 0; g < groups; ++g) {
       grad_w.select(0, g).add_(at::mm(grad_rows_q.narrow(1, g * c_out_g, c_out_g).t(),
                                       col.narrow(1, g * rows_g, rows_g)));

@@ -31,6 +31,8 @@ void im2col_cuda(const at::Tensor& image, const at::Tensor& offset, const at::Te
 
 void col2im_cuda(const at::Tensor& grad_col, const at::Tensor& offset, const at::Tensor& mask,
                  const DeformConvShape& s, int64_t j0, at::Tensor& grad_image) {
+  // Sampling points scatter into shared pixels with atomicAdd: the sum's order varies.
+  at::globalContext().alertNotDeterministic("dcn::deform_conv2d backward (CUDA)");
   const c10::cuda::CUDAGuard guard(grad_col.device());
   const int64_t Q = grad_col.size(0);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_col.scalar_type(), "col2im", [&] {

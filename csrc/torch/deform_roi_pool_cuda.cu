@@ -31,6 +31,8 @@ void forward_cuda(const at::Tensor& input, const at::Tensor& rois, const at::Ten
 
 void backward_input_cuda(const at::Tensor& grad, const at::Tensor& rois, const at::Tensor& offset,
                          const RoIPoolShape& s, at::Tensor& grad_input) {
+  // Bins scatter into shared pixels with atomicAdd: the sum's order varies.
+  at::globalContext().alertNotDeterministic("dcn::deform_roi_pool backward (CUDA)");
   const c10::cuda::CUDAGuard guard(grad.device());
   const int64_t count = grad.numel();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "roi_bwd", [&] {

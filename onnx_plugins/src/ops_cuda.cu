@@ -26,39 +26,109 @@ void check_cublas(cublasStatus_t s, const char* what) {
                          ORT_RUNTIME_EXCEPTION);
 }
 
-// One cuBLAS handle per (thread, device), bound to the caller's stream on each use.
-cublasHandle_t cublas_for(cudaStream_t stream) {
-  thread_local std::unordered_map<int, cublasHandle_t> handles;
-  int device = 0;
-  check_cuda(cudaGetDevice(&device), "cudaGetDevice");
-  cublasHandle_t& h = handles[device];
-  if (h == nullptr) check_cublas(cublasCreate(&h), "cublasCreate");
-  check_cublas(cublasSetStream(h, stream), "cublasSetStream");
-  return h;
+// cuBLAS handles, one per (thread, device) in use. A thread leases its handles from a
+// process-wide pool and returns them when it exits, so threads that come and go (ORT's thread
+// pools, a service's workers) reuse handles instead of leaking one each; the pool is bounded by
+// the peak number of threads. Handles are never destroyed: at process exit the CUDA context
+// may already be gone, and destroying a handle then can crash (PyTorch keeps its pool for the
+// same reason).
+class CublasPool {
+ public:
+  cublasHandle_t acquire(int device) {
+    {
+      std::lock_guard<std::mutex> guard(lock_);
+      std::vector<cublasHandle_t>& free = free_[device];
+      if (!free.empty()) {
+        cublasHandle_t h = free.back();
+        free.pop_back();
+        return h;
+      }
+    }
+    cublasHandle_t h = nullptr;
+    check_cublas(cublasCreate(&h), "cublasCreate");
+    return h;
+  }
+  void release(int device, cublasHandle_t h) {
+    std::lock_guard<std::mutex> guard(lock_);
+    free_[device].push_back(h);
+  }
+
+ private:
+  std::mutex lock_;
+  std::unordered_map<int, std::vector<cublasHandle_t>> free_;
+};
+
+CublasPool& cublas_pool() {
+  static CublasPool* pool = new CublasPool();  // outlives every thread's lease
+  return *pool;
 }
 
-// Scratch memory from ONNX Runtime's allocator for the kernel's device.
-struct Scratch {
-  OrtAllocator* allocator;
-  std::vector<void*> blocks;
-  ~Scratch() {
-    for (void* p : blocks) allocator->Free(allocator, p);
-  }
-  template <typename T>
-  T* alloc(size_t n) {
-    void* p = allocator->Alloc(allocator, std::max<size_t>(n, 1) * sizeof(T));
-    if (p == nullptr) throw Ort::Exception("DeformConv2d: out of device memory", ORT_FAIL);
-    blocks.push_back(p);
-    return static_cast<T*>(p);
+struct CublasLease {
+  std::unordered_map<int, cublasHandle_t> handles;
+  ~CublasLease() {
+    for (const auto& [device, h] : handles) cublas_pool().release(device, h);
   }
 };
 
-OrtAllocator* device_allocator(const Ort::KernelContext& ctx, const Ort::ConstValue& like) {
-  const OrtMemoryInfo* info = like.GetTensorMemoryInfo();
-  OrtAllocator* allocator = ctx.GetAllocator(*info);
-  if (allocator == nullptr) throw Ort::Exception("DeformConv2d: no device allocator", ORT_FAIL);
-  return allocator;
+// The calling thread's handle for the current device, bound to `stream`.
+cublasHandle_t cublas_for(cudaStream_t stream) {
+  thread_local CublasLease lease;
+  int device = 0;
+  check_cuda(cudaGetDevice(&device), "cudaGetDevice");
+  auto it = lease.handles.find(device);
+  if (it == lease.handles.end()) {
+    it = lease.handles.emplace(device, cublas_pool().acquire(device)).first;
+  }
+  check_cublas(cublasSetStream(it->second, stream), "cublasSetStream");
+  return it->second;
 }
+
+// Makes the device of a kernel's inputs current for the kernel's lifetime (ORT may call a
+// kernel from a thread whose current device is another GPU), and restores the caller's.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(const Ort::ConstValue& like) {
+    device_ = like.GetTensorMemoryInfo().GetDeviceId();
+    check_cuda(cudaGetDevice(&previous_), "cudaGetDevice");
+    if (device_ != previous_) check_cuda(cudaSetDevice(device_), "cudaSetDevice");
+  }
+  ~DeviceGuard() {
+    if (device_ != previous_) cudaSetDevice(previous_);
+  }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int device_ = 0, previous_ = 0;
+};
+
+// Scratch memory from ONNX Runtime's allocator for the device of `like`. The kernel context
+// hands out a new allocator object on each call, which the API asks us to release.
+class Scratch {
+ public:
+  Scratch(const Ort::KernelContext& ctx, const Ort::ConstValue& like) {
+    const OrtMemoryInfo* info = like.GetTensorMemoryInfo();
+    allocator_ = ctx.GetAllocator(*info);
+    if (allocator_ == nullptr) throw Ort::Exception("DeformConv2d: no device allocator", ORT_FAIL);
+  }
+  ~Scratch() {
+    for (void* p : blocks_) allocator_->Free(allocator_, p);
+    Ort::GetApi().ReleaseAllocator(allocator_);
+  }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  template <typename T>
+  T* alloc(size_t n) {
+    void* p = allocator_->Alloc(allocator_, std::max<size_t>(n, 1) * sizeof(T));
+    if (p == nullptr) throw Ort::Exception("DeformConv2d: out of device memory", ORT_FAIL);
+    blocks_.push_back(p);
+    return static_cast<T*>(p);
+  }
+
+ private:
+  OrtAllocator* allocator_ = nullptr;
+  std::vector<void*> blocks_;
+};
 
 // Device element type of an ONNX Runtime tensor type.
 template <typename T>
@@ -99,8 +169,9 @@ OrtStatusPtr DeformConv2dCuda<T>::ComputeV2(OrtKernelContext* raw) {
     const int64_t c_out_g = c_out / s.groups, rows_g = CK / s.groups;
     D* out = reinterpret_cast<D*>(call.y.GetTensorMutableData<T>());
     if (s.batch == 0) return;
+    const DeviceGuard device(x);
     cudaStream_t stream = static_cast<cudaStream_t>(ctx.GetGPUComputeStream());
-    Scratch scratch{device_allocator(ctx, x), {}};
+    Scratch scratch(ctx, x);
 
     D* image = scratch.alloc<D>(size_t(s.batch) * s.plane_size() * s.channels);
     transpose_kernel<<<cuda_blocks(int64_t(s.batch) * s.plane_size() * s.channels), kCudaThreads,
@@ -152,6 +223,7 @@ OrtStatusPtr DeformRoIPoolCuda<T, PositionSensitive>::ComputeV2(OrtKernelContext
     const Shape x_shape = shape_of(x), rois_shape = shape_of(rois);
     const RoIPoolShape s = checked_roi_pool_shape(attributes, x_shape, rois_shape,
                                                   offset ? &offset_shape : nullptr);
+    const DeviceGuard device(x);
     cudaStream_t stream = static_cast<cudaStream_t>(ctx.GetGPUComputeStream());
     // Batch indices decide which memory is read: check them on the host first.
     std::vector<T> host(static_cast<size_t>(rois_shape[0]) * 5);
