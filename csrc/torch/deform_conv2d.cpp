@@ -7,7 +7,7 @@
 #include <algorithm>
 
 #include "../common/shape_checks.h"
-#include "tensor_checks.h"
+#include "tensor_args.h"
 
 namespace dcn {
 namespace {
@@ -104,10 +104,6 @@ void for_each_column_chunk(const DeformColumnKernels& kernels, const DeformConvS
     }
     fn(j0, q, col);
   }
-}
-
-at::Tensor contiguous_or_undefined(const std::optional<at::Tensor>& t) {
-  return t ? t->contiguous() : at::Tensor();
 }
 
 }  // namespace

@@ -6,15 +6,11 @@
 
 #include "../cuda/column_kernels.cuh"
 #include "deform_conv2d.h"
+#include "tensor_args.h"
 #include "torch_cuda.h"
 
 namespace dcn {
 namespace {
-
-template <typename T>
-T* data_or_null(const at::Tensor& t) {
-  return t.defined() ? t.data_ptr<T>() : nullptr;
-}
 
 void im2col_cuda(const at::Tensor& image, const at::Tensor& offset, const at::Tensor& mask,
                  const DeformConvShape& s, int64_t j0, at::Tensor& col) {

@@ -6,7 +6,7 @@
 #include <cmath>
 
 #include "../common/shape_checks.h"
-#include "tensor_checks.h"
+#include "tensor_args.h"
 
 namespace dcn {
 RoIPoolShape check_roi_pool_args(const at::Tensor& input, const at::Tensor& rois,
@@ -37,12 +37,6 @@ RoIPoolShape check_roi_pool_args(const at::Tensor& input, const at::Tensor& rois
   }
   return s;
 }
-
-namespace {
-at::Tensor contiguous_or_undefined(const std::optional<at::Tensor>& t) {
-  return t ? t->contiguous() : at::Tensor();
-}
-}  // namespace
 
 at::Tensor roi_pool_forward(const RoIPoolKernels& kernels, const at::Tensor& input,
                             const at::Tensor& rois, const std::optional<at::Tensor>& offset,

@@ -6,22 +6,10 @@
 
 #include "../cpu/roi_pool_loops.h"
 #include "deform_roi_pool.h"
+#include "tensor_args.h"
 
 namespace dcn {
 namespace {
-
-template <typename T>
-const T* data_or_null(const at::Tensor& t) {
-  return t.defined() ? t.data_ptr<T>() : nullptr;
-}
-
-// at::parallel_for as the RoI loop's parallel policy.
-struct AtenParallel {
-  template <typename F>
-  void run(int64_t begin, int64_t end, int64_t grain, const F& f) const {
-    at::parallel_for(begin, end, grain, f);
-  }
-};
 
 void forward_cpu(const at::Tensor& input, const at::Tensor& rois, const at::Tensor& offset,
                  const RoIPoolShape& s, at::Tensor& out) {

@@ -6,15 +6,11 @@
 
 #include "../cuda/roi_pool_kernels.cuh"
 #include "deform_roi_pool.h"
+#include "tensor_args.h"
 #include "torch_cuda.h"
 
 namespace dcn {
 namespace {
-
-template <typename T>
-const T* data_or_null(const at::Tensor& t) {
-  return t.defined() ? t.data_ptr<T>() : nullptr;
-}
 
 void forward_cuda(const at::Tensor& input, const at::Tensor& rois, const at::Tensor& offset,
                   const RoIPoolShape& s, at::Tensor& out) {
