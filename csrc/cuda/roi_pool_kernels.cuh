@@ -48,9 +48,11 @@ __global__ void roi_pool_backward_offset_kernel(const T* grad, const T* input, c
                                        T* grad_offset) {
   const int64_t bins = int64_t(s.pooled_h) * s.pooled_w;
   DCN_CUDA_KERNEL_LOOP(i, count) {
-    roi_pool_offset_grad<A>(s, input, rois, offset, grad, i / bins,
-                            static_cast<int>(i % bins / s.pooled_w),
-                            static_cast<int>(i % s.pooled_w), grad_offset);
+    const int64_t n = i / bins;
+    const int ph = static_cast<int>(i % bins / s.pooled_w), pw = static_cast<int>(i % s.pooled_w);
+    const RoIBin<A> bin = roi_bin_at<A>(s, rois, offset, n, ph, pw);
+    roi_pool_offset_grad<A>(s, input, rois, grad, n, ph, pw, bin,
+                            BinSamples<A>{bin, s.height, s.width}, grad_offset);
   }
 }
 
