@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "../cpu/isa.h"
-#include "deform_conv2d.h"
+#include "deform_conv2d_driver.h"
 #include "tensor_args.h"
 
 #define DCN_ISA_FILE "../torch/deform_conv2d_cpu_loops.inc"

@@ -5,7 +5,7 @@
 #include <torch/library.h>
 
 #include "../cuda/column_kernels.cuh"
-#include "deform_conv2d.h"
+#include "deform_conv2d_driver.h"
 #include "tensor_args.h"
 #include "torch_cuda.h"
 

@@ -5,7 +5,7 @@
 #include <torch/library.h>
 
 #include "../cpu/roi_pool_loops.h"
-#include "deform_roi_pool.h"
+#include "deform_roi_pool_driver.h"
 #include "tensor_args.h"
 
 namespace dcn {

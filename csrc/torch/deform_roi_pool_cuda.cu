@@ -5,7 +5,7 @@
 #include <torch/library.h>
 
 #include "../cuda/roi_pool_kernels.cuh"
-#include "deform_roi_pool.h"
+#include "deform_roi_pool_driver.h"
 #include "tensor_args.h"
 #include "torch_cuda.h"
 

@@ -1,5 +1,5 @@
 // Device-agnostic part of deformable RoI pooling: argument checks and the driver.
-#include "deform_roi_pool.h"
+#include "deform_roi_pool_driver.h"
 
 #include <ATen/OpMathType.h>
 

@@ -1,5 +1,5 @@
 // Device-agnostic part of deformable convolution: argument checks and the im2col + GEMM driver.
-#include "deform_conv2d.h"
+#include "deform_conv2d_driver.h"
 
 #include <ATen/OpMathType.h>
 #include <ATen/record_function.h>
