@@ -5,29 +5,17 @@
 
 #include <optional>
 
+#include "op_handles.h"
+
 namespace dcn {
 namespace {
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-template <typename Fn>
-auto typed_op(const char* name) {
-  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Fn>();
-}
-
 std::optional<at::Tensor> defined_or_none(const at::Tensor& t) {
   return t.defined() ? std::optional<at::Tensor>(t) : std::nullopt;
 }
-
-using DeformConvFn = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                const std::optional<at::Tensor>&,
-                                const std::optional<at::Tensor>&, int64_t, int64_t, int64_t,
-                                int64_t, int64_t, int64_t, int64_t, int64_t);
-using DeformConvBackwardFn = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>(
-    const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
-    const std::optional<at::Tensor>&, const std::optional<at::Tensor>&, int64_t, int64_t, int64_t,
-    int64_t, int64_t, int64_t, int64_t, int64_t);
 
 class DeformConv2dFunction : public torch::autograd::Function<DeformConv2dFunction> {
  public:
@@ -63,13 +51,6 @@ class DeformConv2dFunction : public torch::autograd::Function<DeformConv2dFuncti
             at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
-
-using RoIPoolFn = at::Tensor(const at::Tensor&, const at::Tensor&,
-                             const std::optional<at::Tensor>&, int64_t, int64_t, double, int64_t,
-                             double, bool);
-using RoIPoolBackwardFn = std::tuple<at::Tensor, at::Tensor>(
-    const at::Tensor&, const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
-    int64_t, int64_t, double, int64_t, double, bool, bool);
 
 class DeformRoIPoolFunction : public torch::autograd::Function<DeformRoIPoolFunction> {
  public:
