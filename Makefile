@@ -37,10 +37,12 @@ $(EXTENSION): $(VENV)/.deps $(SOURCES)
 	rm -f model/.built*
 	touch $@
 
-# ONNX Runtime custom-op library: no libtorch, no BLAS (it calls ONNX Runtime's own Gemm).
+# ONNX Runtime custom-op library: no libtorch, no BLAS (it calls ONNX Runtime's own Gemm). The
+# version script keeps every symbol but RegisterCustomOps local.
 ORT_HEADERS := third_party/onnxruntime/onnxruntime_cxx_api.h
 ORT_LIB := onnx_plugins/lib/libdcn_ort.so
-ORT_SOURCES := $(wildcard onnx_plugins/src/*.h onnx_plugins/src/*.inc onnx_plugins/src/*.cc csrc/kernels/*.h csrc/common/*.h csrc/cpu/*.h csrc/cpu/*.inc)
+ORT_EXPORTS := onnx_plugins/src/exports.lds
+ORT_SOURCES := $(wildcard onnx_plugins/src/*.h onnx_plugins/src/*.inc onnx_plugins/src/*.cc csrc/kernels/*.h csrc/common/*.h csrc/cpu/*.h csrc/cpu/*.inc) $(ORT_EXPORTS)
 
 $(ORT_HEADERS):
 	bash onnx_plugins/fetch_ort_headers.sh third_party
@@ -48,7 +50,7 @@ $(ORT_HEADERS):
 $(ORT_LIB): $(VENV)/.deps $(ORT_HEADERS) $(ORT_SOURCES)
 	mkdir -p onnx_plugins/lib
 	g++ -std=c++17 -O3 -fPIC -shared -fopenmp-simd -DDCN_OPENMP_SIMD -Wall -Ithird_party/onnxruntime \
-	  onnx_plugins/src/*.cc -Wl,--no-undefined -o $@
+	  onnx_plugins/src/*.cc -Wl,--no-undefined -Wl,--version-script=$(ORT_EXPORTS) -o $@
 
 # Its CUDA-enabled twin (CPU + CUDA execution providers), built whenever nvcc is present.
 ORT_CUDA_LIB := onnx_plugins/lib/libdcn_ort_cuda.so
@@ -61,7 +63,8 @@ $(ORT_CUDA_LIB): $(VENV)/.deps $(ORT_HEADERS) $(ORT_SOURCES) $(wildcard onnx_plu
 	  -I"$$nv/include" -c onnx_plugins/src/ops_cuda.cu -o build/ort/ops_cuda.o && \
 	g++ -std=c++17 -O3 -fPIC -shared -fopenmp-simd -DDCN_OPENMP_SIMD -DDCN_WITH_CUDA -Wall \
 	  -Ithird_party/onnxruntime -I$(CUDA_HOME)/include onnx_plugins/src/*.cc build/ort/ops_cuda.o \
-	  -L"$$nv/lib" -l:libcublas.so.13 -l:libcudart.so.13 -Wl,--no-undefined -o $@
+	  -L"$$nv/lib" -l:libcublas.so.13 -l:libcudart.so.13 -Wl,--no-undefined \
+	  -Wl,--version-script=$(ORT_EXPORTS) -o $@
 
 ifeq ($(WITH_CUDA),1)
 build: $(ORT_CUDA_LIB)
