@@ -29,23 +29,38 @@ struct CachedBinSamples {
   A count() const { return n; }
 };
 
-// out [K, out_channels, ph, pw] from input [N, C, H, W], rois [K, 5] (valid batch indices) and
-// offset [K, 2, ph, pw] or null. One (RoI, bin) per item.
-template <typename A, typename Parallel, typename T>
-void roi_pool_forward_rows(const Parallel& par, const RoIPoolShape& s, const T* input,
-                           const T* rois, const T* offset, int64_t k_rois, T* out) {
+// Calls fn(bin, samples, n, b) for every bin b = ph * pooled_w + pw of every RoI n, one
+// (RoI, bin) per item, with the bin's samples computed once. rois [K, 5] (valid batch indices),
+// offset [K, 2, ph, pw] or null.
+template <typename A, typename Parallel, typename T, typename Fn>
+void for_each_roi_bin(const Parallel& par, const RoIPoolShape& s, const T* rois, const T* offset,
+                      int64_t k_rois, const Fn& fn) {
   const int64_t bins = int64_t(s.pooled_h) * s.pooled_w;
   par.run(0, k_rois * bins, 4, [&](int64_t lo, int64_t hi) {
     CachedBinSamples<A> samples;
     for (int64_t i = lo; i < hi; ++i) {
       const int64_t n = i / bins, b = i % bins;
-      const int ph = static_cast<int>(b / s.pooled_w), pw = static_cast<int>(b % s.pooled_w);
-      samples.collect(roi_bin_at<A>(s, rois, offset, n, ph, pw), s.height, s.width);
-      const T* first = input + roi_input_plane<A>(s, rois, n, 0, ph, pw);
-      for (int c = 0; c < s.out_channels; ++c)
-        out[(n * s.out_channels + c) * bins + b] =
-            T(roi_bin_average<A>(first + c * s.channel_step(), samples));
+      const RoIBin<A> bin = roi_bin_at<A>(s, rois, offset, n, static_cast<int>(b / s.pooled_w),
+                                          static_cast<int>(b % s.pooled_w));
+      samples.collect(bin, s.height, s.width);
+      fn(bin, samples, n, b);
     }
+  });
+}
+
+// out [K, out_channels, ph, pw] from input [N, C, H, W].
+template <typename A, typename Parallel, typename T>
+void roi_pool_forward_rows(const Parallel& par, const RoIPoolShape& s, const T* input,
+                           const T* rois, const T* offset, int64_t k_rois, T* out) {
+  const int64_t bins = int64_t(s.pooled_h) * s.pooled_w;
+  for_each_roi_bin<A>(par, s, rois, offset, k_rois,
+                      [&](const RoIBin<A>&, const CachedBinSamples<A>& samples, int64_t n,
+                          int64_t b) {
+    const int ph = static_cast<int>(b / s.pooled_w), pw = static_cast<int>(b % s.pooled_w);
+    const T* first = input + roi_input_plane<A>(s, rois, n, 0, ph, pw);
+    for (int c = 0; c < s.out_channels; ++c)
+      out[(n * s.out_channels + c) * bins + b] =
+          T(roi_bin_average<A>(first + c * s.channel_step(), samples));
   });
 }
 
@@ -73,21 +88,16 @@ void roi_pool_backward_input_rows(const Parallel& par, const RoIPoolShape& s, co
   });
 }
 
-// grad_offset [K, 2, ph, pw] from grad [K, out_channels, ph, pw]: one (RoI, bin) per item.
+// grad_offset [K, 2, ph, pw] from grad [K, out_channels, ph, pw].
 template <typename A, typename Parallel, typename T>
 void roi_pool_backward_offset_rows(const Parallel& par, const RoIPoolShape& s, const T* grad,
                                    const T* input, const T* rois, const T* offset, int64_t k_rois,
                                    T* grad_offset) {
-  const int64_t bins = int64_t(s.pooled_h) * s.pooled_w;
-  par.run(0, k_rois * bins, 4, [&](int64_t lo, int64_t hi) {
-    CachedBinSamples<A> samples;
-    for (int64_t i = lo; i < hi; ++i) {
-      const int64_t n = i / bins, b = i % bins;
-      const int ph = static_cast<int>(b / s.pooled_w), pw = static_cast<int>(b % s.pooled_w);
-      const RoIBin<A> bin = roi_bin_at<A>(s, rois, offset, n, ph, pw);
-      samples.collect(bin, s.height, s.width);
-      roi_pool_offset_grad<A>(s, input, rois, grad, n, ph, pw, bin, samples, grad_offset);
-    }
+  for_each_roi_bin<A>(par, s, rois, offset, k_rois,
+                      [&](const RoIBin<A>& bin, const CachedBinSamples<A>& samples, int64_t n,
+                          int64_t b) {
+    roi_pool_offset_grad<A>(s, input, rois, grad, n, static_cast<int>(b / s.pooled_w),
+                            static_cast<int>(b % s.pooled_w), bin, samples, grad_offset);
   });
 }
 
