@@ -153,17 +153,13 @@ template <bool PositionSensitive>
 OrtStatusPtr DeformRoIPoolCpu<PositionSensitive>::ComputeV2(OrtKernelContext* raw) {
   return status_of([&] {
     Ort::KernelContext ctx(raw);
-    const Ort::ConstValue x = ctx.GetInput(0), rois = ctx.GetInput(1);
-    const Ort::ConstValue offset = optional_input(ctx, 2);
-    const Shape offset_shape = offset ? shape_of(offset) : Shape();
-    const Shape x_shape = shape_of(x), rois_shape = shape_of(rois);
-    const RoIPoolShape s = checked_roi_pool_shape(attributes, x_shape, rois_shape,
-                                                  offset ? &offset_shape : nullptr);
-    const float* r = rois.GetTensorData<float>();
-    check(kName, check_roi_batch_indices(r, rois_shape[0], x_shape[0]));
-    Ort::UnownedValue y = ctx.GetOutput(0, {rois_shape[0], s.out_channels, s.pooled_h, s.pooled_w});
-    roi_pool_forward_rows<float>(OrtParallel{ctx}, s, x.GetTensorData<float>(), r,
-                                 data_or_null(offset), rois_shape[0],
+    const RoIPoolCall call = roi_pool_call(ctx, attributes);
+    const float* r = call.rois.GetTensorData<float>();
+    const int64_t k_rois = call.rois_shape[0];
+    check(kName, check_roi_batch_indices(r, k_rois, call.x_shape[0]));
+    Ort::UnownedValue y = ctx.GetOutput(0, call.output_shape());
+    roi_pool_forward_rows<float>(OrtParallel{ctx}, call.shape, call.x.GetTensorData<float>(), r,
+                                 data_or_null(call.offset), k_rois,
                                  y.GetTensorMutableData<float>());
   });
 }

@@ -144,12 +144,10 @@ OrtStatusPtr DeformRoIPoolCuda<T, PositionSensitive>::ComputeV2(OrtKernelContext
   using D = typename Device<T>::type;
   return status_of([&] {
     Ort::KernelContext ctx(raw);
-    const Ort::ConstValue x = ctx.GetInput(0), rois = ctx.GetInput(1);
-    const Ort::ConstValue offset = optional_input(ctx, 2);
-    const Shape offset_shape = offset ? shape_of(offset) : Shape();
-    const Shape x_shape = shape_of(x), rois_shape = shape_of(rois);
-    const RoIPoolShape s = checked_roi_pool_shape(attributes, x_shape, rois_shape,
-                                                  offset ? &offset_shape : nullptr);
+    const RoIPoolCall call = roi_pool_call(ctx, attributes);
+    const Ort::ConstValue &x = call.x, &rois = call.rois, &offset = call.offset;
+    const Shape &x_shape = call.x_shape, &rois_shape = call.rois_shape;
+    const RoIPoolShape& s = call.shape;
     cudaStream_t stream = static_cast<cudaStream_t>(ctx.GetGPUComputeStream());
     // Batch indices decide which memory is read: check them on the host first.
     std::vector<T> host(static_cast<size_t>(rois_shape[0]) * 5);
@@ -162,7 +160,7 @@ OrtStatusPtr DeformRoIPoolCuda<T, PositionSensitive>::ComputeV2(OrtKernelContext
     std::vector<float> host_rois(host.size());
     for (size_t i = 0; i < host.size(); ++i) host_rois[i] = static_cast<float>(host[i]);
     check(kName, check_roi_batch_indices(host_rois.data(), rois_shape[0], x_shape[0]));
-    Ort::UnownedValue y = ctx.GetOutput(0, {rois_shape[0], s.out_channels, s.pooled_h, s.pooled_w});
+    Ort::UnownedValue y = ctx.GetOutput(0, call.output_shape());
     const int64_t count = rois_shape[0] * s.out_channels * s.pooled_h * s.pooled_w;
     if (count == 0) return;
     roi_pool_forward_kernel<D, float><<<cuda_blocks(count), kCudaThreads, 0, stream>>>(

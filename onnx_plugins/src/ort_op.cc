@@ -75,6 +75,19 @@ DeformConvCall deform_conv_call(Ort::KernelContext& ctx, const DeformConvAttribu
   return call;
 }
 
+RoIPoolCall roi_pool_call(const Ort::KernelContext& ctx, const RoIPoolAttributes& a) {
+  RoIPoolCall call;
+  call.x = ctx.GetInput(0);
+  call.rois = ctx.GetInput(1);
+  call.offset = optional_input(ctx, 2);
+  call.x_shape = shape_of(call.x);
+  call.rois_shape = shape_of(call.rois);
+  const Shape offset_shape = call.offset ? shape_of(call.offset) : Shape();
+  call.shape = checked_roi_pool_shape(a, call.x_shape, call.rois_shape,
+                                      call.offset ? &offset_shape : nullptr);
+  return call;
+}
+
 RoIPoolShape checked_roi_pool_shape(const RoIPoolAttributes& a, const Shape& x, const Shape& rois,
                                     const Shape* offset) {
   const std::string op = a.position_sensitive ? "PSDeformRoIPool" : "DeformRoIPool";
