@@ -17,7 +17,7 @@ EXTENSION := model/.built-cuda$(WITH_CUDA)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup build test bench test-asan clean serve browser lint-deploy
+.PHONY: setup build test bench test-asan clean serve browser lint-deploy lint-cpp
 
 $(VENV)/.deps: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -108,6 +108,19 @@ lint-deploy: build $(LINT_VENV)/.done $(COMPOSE_VENV)/.done
 	$(LINT_VENV)/bin/kubernetes-validate --strict deploy/k8s/*.yaml
 	bash -n deploy/smoke.sh
 	$(PY) -m pytest -q tests/test_triton.py
+
+# C++/CUDA formatting (.clang-format) with Debian's clang-format (14 in bookworm; installed when
+# missing); fix with `clang-format -i FILE`.
+CPP_FILES = $(shell find csrc onnx_plugins/src -type f \( -name '*.h' -o -name '*.cc' -o -name '*.cpp' \
+  -o -name '*.cu' -o -name '*.cuh' -o -name '*.inc' \) | sort)
+
+lint-cpp:
+	@command -v clang-format >/dev/null || { \
+	  sudo=$$(test "$$(id -u)" = 0 || echo sudo); \
+	  $$sudo apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends \
+	    clang-format >/dev/null; }
+	clang-format --dry-run --Werror $(CPP_FILES)
 
 test: build browser lint-deploy
 	$(PY) -m pytest -q --ignore=tests/test_triton.py

@@ -17,9 +17,9 @@ inline Isa best_isa() {
 
 // The variant's `name` for the best ISA, e.g. DCN_PICK_ISA(kKernels).
 #if defined(__x86_64__) && defined(__GNUC__)
-#define DCN_PICK_ISA(name)                                                  \
-  (::dcn::best_isa() == ::dcn::Isa::kAvx512 ? ::dcn::cpu_avx512::name        \
-   : ::dcn::best_isa() == ::dcn::Isa::kAvx2 ? ::dcn::cpu_avx2::name          \
+#define DCN_PICK_ISA(name)                                            \
+  (::dcn::best_isa() == ::dcn::Isa::kAvx512 ? ::dcn::cpu_avx512::name \
+   : ::dcn::best_isa() == ::dcn::Isa::kAvx2 ? ::dcn::cpu_avx2::name   \
                                             : ::dcn::cpu_baseline::name)
 #else
 #define DCN_PICK_ISA(name) (::dcn::cpu_baseline::name)

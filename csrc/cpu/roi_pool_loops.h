@@ -53,15 +53,15 @@ template <typename A, typename Parallel, typename T>
 void roi_pool_forward_rows(const Parallel& par, const RoIPoolShape& s, const T* input,
                            const T* rois, const T* offset, int64_t k_rois, T* out) {
   const int64_t bins = int64_t(s.pooled_h) * s.pooled_w;
-  for_each_roi_bin<A>(par, s, rois, offset, k_rois,
-                      [&](const RoIBin<A>&, const CachedBinSamples<A>& samples, int64_t n,
-                          int64_t b) {
-    const int ph = static_cast<int>(b / s.pooled_w), pw = static_cast<int>(b % s.pooled_w);
-    const T* first = input + roi_input_plane<A>(s, rois, n, 0, ph, pw);
-    for (int c = 0; c < s.out_channels; ++c)
-      out[(n * s.out_channels + c) * bins + b] =
-          T(roi_bin_average<A>(first + c * s.channel_step(), samples));
-  });
+  for_each_roi_bin<A>(
+      par, s, rois, offset, k_rois,
+      [&](const RoIBin<A>&, const CachedBinSamples<A>& samples, int64_t n, int64_t b) {
+        const int ph = static_cast<int>(b / s.pooled_w), pw = static_cast<int>(b % s.pooled_w);
+        const T* first = input + roi_input_plane<A>(s, rois, n, 0, ph, pw);
+        for (int c = 0; c < s.out_channels; ++c)
+          out[(n * s.out_channels + c) * bins + b] =
+              T(roi_bin_average<A>(first + c * s.channel_step(), samples));
+      });
 }
 
 // grad_input [N, C, H, W] (accumulation type) += the spread of grad [K, out_channels, ph, pw].
@@ -93,12 +93,12 @@ template <typename A, typename Parallel, typename T>
 void roi_pool_backward_offset_rows(const Parallel& par, const RoIPoolShape& s, const T* grad,
                                    const T* input, const T* rois, const T* offset, int64_t k_rois,
                                    T* grad_offset) {
-  for_each_roi_bin<A>(par, s, rois, offset, k_rois,
-                      [&](const RoIBin<A>& bin, const CachedBinSamples<A>& samples, int64_t n,
-                          int64_t b) {
-    roi_pool_offset_grad<A>(s, input, rois, grad, n, static_cast<int>(b / s.pooled_w),
-                            static_cast<int>(b % s.pooled_w), bin, samples, grad_offset);
-  });
+  for_each_roi_bin<A>(
+      par, s, rois, offset, k_rois,
+      [&](const RoIBin<A>& bin, const CachedBinSamples<A>& samples, int64_t n, int64_t b) {
+        roi_pool_offset_grad<A>(s, input, rois, grad, n, static_cast<int>(b / s.pooled_w),
+                                static_cast<int>(b % s.pooled_w), bin, samples, grad_offset);
+      });
 }
 
 }  // namespace dcn

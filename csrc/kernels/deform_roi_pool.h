@@ -1,10 +1,11 @@
 // Deformable RoI pooling (Dai et al. 2017, sec. 2.2) and its position-sensitive variant.
 //
 // Output bin (ph, pw) of a RoI averages a grid of bilinear samples (RoIAlign style; boxes
-// half-pixel aligned, or torchvision's legacy non-aligned boxes of at least one pixel) over the bin shifted by (gamma * roi_w * offset[0], gamma * roi_h * offset[1]).
-// Offsets are normalised, one (dx, dy) pair per bin: offset [K, 2, pooled_h, pooled_w], x first.
-// The plain variant reads input channel c for output channel c; the position-sensitive variant
-// reads channel (c * pooled_h + ph) * pooled_w + pw (R-FCN score maps).
+// half-pixel aligned, or torchvision's legacy non-aligned boxes of at least one pixel) over the bin
+// shifted by (gamma * roi_w * offset[0], gamma * roi_h * offset[1]). Offsets are normalised, one
+// (dx, dy) pair per bin: offset [K, 2, pooled_h, pooled_w], x first. The plain variant reads input
+// channel c for output channel c; the position-sensitive variant reads channel (c * pooled_h + ph)
+// * pooled_w + pw (R-FCN score maps).
 #pragma once
 
 #include "bilinear.h"
@@ -17,7 +18,7 @@ struct RoIPoolShape {
   int out_channels;    // channels (plain) or channels / (pooled_h * pooled_w) (position-sensitive)
   int sampling_ratio;  // > 0: that many samples per bin side; <= 0: ceil(bin size)
   bool position_sensitive;
-  bool aligned;  // half-pixel box offset (RoIAlign aligned=True); else boxes of >= 1 pixel
+  bool aligned;          // half-pixel box offset (RoIAlign aligned=True); else boxes of >= 1 pixel
   double spatial_scale;  // feature-map pixels per input-image pixel
   double gamma;          // offset scale
 
@@ -33,14 +34,15 @@ struct RoIPoolShape {
 // One output bin of one RoI, in feature-map pixels.
 template <typename A>
 struct RoIBin {
-  A y, x;            // top-left corner after the offset shift
-  A bin_h, bin_w;    // bin size
-  int grid_h, grid_w;  // samples per side
+  A y, x;                    // top-left corner after the offset shift
+  A bin_h, bin_w;            // bin size
+  int grid_h, grid_w;        // samples per side
   A dy_doffset, dx_doffset;  // how far the bin moves per unit of normalised offset
 };
 
 // Adaptive samples per side: ceil(bin size), 0 for empty or NaN bins, capped at the map size + 1
-// so that a huge RoI cannot turn into an unbounded loop (no sample grid finer than a pixel is lost).
+// so that a huge RoI cannot turn into an unbounded loop (no sample grid finer than a pixel is
+// lost).
 template <typename A>
 DCN_HOST_DEVICE int adaptive_grid(A bin, int limit) {
   const A g = ceil_(bin);
@@ -185,7 +187,8 @@ DCN_HOST_DEVICE void roi_pool_scatter(const RoIPoolShape& s, A* grad_input, cons
 }
 
 // Offset gradient of bin (ph, pw) of RoI n (whose samples `samples` visits), summed over output
-// channels, stored into grad_offset [K, 2, ph, pw]. grad: output gradient [K, out_channels, ph, pw].
+// channels, stored into grad_offset [K, 2, ph, pw]. grad: output gradient [K, out_channels, ph,
+// pw].
 template <typename A, typename T, typename Samples>
 DCN_HOST_DEVICE void roi_pool_offset_grad(const RoIPoolShape& s, const T* input, const T* rois,
                                           const T* grad, int64_t n, int ph, int pw,

@@ -39,11 +39,11 @@ at::Tensor deform_conv2d_autocast(const at::Tensor& input, const at::Tensor& wei
 template <c10::DispatchKey Key, c10::DeviceType Device, bool PositionSensitive>
 at::Tensor deform_roi_pool_autocast(const at::Tensor& input, const at::Tensor& rois,
                                     const std::optional<at::Tensor>& offset, int64_t pooled_h,
-                                    int64_t pooled_w, double spatial_scale,
-                                    int64_t sampling_ratio, double gamma, bool aligned) {
+                                    int64_t pooled_w, double spatial_scale, int64_t sampling_ratio,
+                                    double gamma, bool aligned) {
   c10::impl::ExcludeDispatchKeyGuard no_autocast(Key);
-  static auto op = typed_op<RoIPoolFn>(PositionSensitive ? "dcn::ps_deform_roi_pool"
-                                                         : "dcn::deform_roi_pool");
+  static auto op =
+      typed_op<RoIPoolFn>(PositionSensitive ? "dcn::ps_deform_roi_pool" : "dcn::deform_roi_pool");
   return op
       .call(to_float<Device>(input), to_float<Device>(rois), to_float<Device>(offset), pooled_h,
             pooled_w, spatial_scale, sampling_ratio, gamma, aligned)
@@ -53,13 +53,13 @@ at::Tensor deform_roi_pool_autocast(const at::Tensor& input, const at::Tensor& r
 }  // namespace
 }  // namespace dcn
 
-#define DCN_REGISTER_AUTOCAST(KEY, DEVICE)                                                      \
-  TORCH_LIBRARY_IMPL(dcn, KEY, m) {                                                            \
-    m.impl("deform_conv2d",                                                                    \
-           &dcn::deform_conv2d_autocast<c10::DispatchKey::KEY, c10::DeviceType::DEVICE>);      \
-    m.impl("deform_roi_pool",                                                                  \
+#define DCN_REGISTER_AUTOCAST(KEY, DEVICE)                                                         \
+  TORCH_LIBRARY_IMPL(dcn, KEY, m) {                                                                \
+    m.impl("deform_conv2d",                                                                        \
+           &dcn::deform_conv2d_autocast<c10::DispatchKey::KEY, c10::DeviceType::DEVICE>);          \
+    m.impl("deform_roi_pool",                                                                      \
            &dcn::deform_roi_pool_autocast<c10::DispatchKey::KEY, c10::DeviceType::DEVICE, false>); \
-    m.impl("ps_deform_roi_pool",                                                               \
+    m.impl("ps_deform_roi_pool",                                                                   \
            &dcn::deform_roi_pool_autocast<c10::DispatchKey::KEY, c10::DeviceType::DEVICE, true>);  \
   }
 

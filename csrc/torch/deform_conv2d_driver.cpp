@@ -42,9 +42,9 @@ DeformConvShape check_deform_conv2d_args(const at::Tensor& input, const at::Tens
   p.groups = groups;
   p.offset_groups = offset_groups;
   DeformConvShape s;
-  const std::string error = check_deform_conv_shapes(
-      input.sizes().vec(), weight.sizes().vec(), offset.sizes().vec(), mask ? &mask_shape : nullptr,
-      bias ? &bias_shape : nullptr, p, &s);
+  const std::string error =
+      check_deform_conv_shapes(input.sizes().vec(), weight.sizes().vec(), offset.sizes().vec(),
+                               mask ? &mask_shape : nullptr, bias ? &bias_shape : nullptr, p, &s);
   TORCH_CHECK(error.empty(), "deform_conv2d: ", error);
   return s;
 }
@@ -103,9 +103,8 @@ at::Tensor deform_conv2d_forward(const DeformColumnKernels& kernels, const at::T
                                  const at::Tensor& weight, const at::Tensor& offset_,
                                  const std::optional<at::Tensor>& mask_,
                                  const std::optional<at::Tensor>& bias, int64_t stride_h,
-                                 int64_t stride_w, int64_t pad_h, int64_t pad_w,
-                                 int64_t dilation_h, int64_t dilation_w, int64_t groups,
-                                 int64_t offset_groups) {
+                                 int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t dilation_h,
+                                 int64_t dilation_w, int64_t groups, int64_t offset_groups) {
   const DeformConvShape s =
       check_deform_conv2d_args(input, weight, offset_, mask_, bias, stride_h, stride_w, pad_h,
                                pad_w, dilation_h, dilation_w, groups, offset_groups);
@@ -115,18 +114,18 @@ at::Tensor deform_conv2d_forward(const DeformColumnKernels& kernels, const at::T
   const int64_t c_out = weight.size(0), total = s.batch * s.out_size();
   const ColumnPlan plan(s, c_out, /*per_image=*/false);
   at::Tensor out_rows;  // [N * out_h * out_w, C_out]
-  for_each_column_chunk(kernels, s, plan, image, offset, mask,
-                        [&](int64_t j0, int64_t q, const at::Tensor& col) {
-    const at::Tensor rows = image_as_rows(at::conv2d(rows_as_image(col), w, bias,
-                                                     at::IntArrayRef{1}, at::IntArrayRef{0},
-                                                     at::IntArrayRef{1}, groups));
-    if (q == total) {
-      out_rows = rows;
-    } else {
-      if (!out_rows.defined()) out_rows = at::empty({total, c_out}, input.options());
-      out_rows.narrow(0, j0, q).copy_(rows);
-    }
-  });
+  for_each_column_chunk(
+      kernels, s, plan, image, offset, mask, [&](int64_t j0, int64_t q, const at::Tensor& col) {
+        const at::Tensor rows =
+            image_as_rows(at::conv2d(rows_as_image(col), w, bias, at::IntArrayRef{1},
+                                     at::IntArrayRef{0}, at::IntArrayRef{1}, groups));
+        if (q == total) {
+          out_rows = rows;
+        } else {
+          if (!out_rows.defined()) out_rows = at::empty({total, c_out}, input.options());
+          out_rows.narrow(0, j0, q).copy_(rows);
+        }
+      });
   if (!out_rows.defined()) out_rows = at::empty({total, c_out}, input.options());
   return kernels.transpose(out_rows.view({s.batch, s.out_size(), c_out}))
       .view({s.batch, c_out, s.out_h, s.out_w});
@@ -136,8 +135,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> deform_co
     const DeformColumnKernels& kernels, const at::Tensor& grad_out, const at::Tensor& input,
     const at::Tensor& weight, const at::Tensor& offset_, const std::optional<at::Tensor>& mask_,
     const std::optional<at::Tensor>& bias, int64_t stride_h, int64_t stride_w, int64_t pad_h,
-    int64_t pad_w, int64_t dilation_h, int64_t dilation_w, int64_t groups,
-    int64_t offset_groups) {
+    int64_t pad_w, int64_t dilation_h, int64_t dilation_w, int64_t groups, int64_t offset_groups) {
   const DeformConvShape s =
       check_deform_conv2d_args(input, weight, offset_, mask_, bias, stride_h, stride_w, pad_h,
                                pad_w, dilation_h, dilation_w, groups, offset_groups);
@@ -165,28 +163,28 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> deform_co
   at::Tensor grad_offset = at::empty_like(offset);
   at::Tensor grad_mask = mask.defined() ? at::empty_like(mask) : at::Tensor();
 
-  for_each_column_chunk(kernels, s, plan, image, offset, mask,
-                        [&](int64_t j0, int64_t q, const at::Tensor& col) {
-    const at::Tensor grad_rows_q = grad_rows.narrow(0, j0, q);
-    // grad_col = grad_rows x W (a 1x1 convolution with the transposed weight), and
-    // grad_W += grad_rows^T x col per group. (Faster here than at::convolution_backward.)
-    const at::Tensor grad_col = image_as_rows(at::conv2d(rows_as_image(grad_rows_q), w_t, {},
-                                                         at::IntArrayRef{1}, at::IntArrayRef{0},
-                                                         at::IntArrayRef{1}, groups))
-                                    .contiguous();
-    for (int64_t g = 0; g < groups; ++g) {
-      grad_w.select(0, g).add_(at::mm(grad_rows_q.narrow(1, plan.out_channel(g), c_out_g).t(),
-                                      col.narrow(1, plan.column_offset(g), rows_g)));
-    }
-    {
-      RECORD_FUNCTION("dcn::col2im", std::vector<c10::IValue>());
-      kernels.col2im(grad_col, offset, mask, s, j0, grad_image);
-    }
-    {
-      RECORD_FUNCTION("dcn::coord_grad", std::vector<c10::IValue>());
-      kernels.coord_grad(grad_col, image, offset, mask, s, j0, grad_offset, grad_mask);
-    }
-  });
+  for_each_column_chunk(
+      kernels, s, plan, image, offset, mask, [&](int64_t j0, int64_t q, const at::Tensor& col) {
+        const at::Tensor grad_rows_q = grad_rows.narrow(0, j0, q);
+        // grad_col = grad_rows x W (a 1x1 convolution with the transposed weight), and
+        // grad_W += grad_rows^T x col per group. (Faster here than at::convolution_backward.)
+        const at::Tensor grad_col =
+            image_as_rows(at::conv2d(rows_as_image(grad_rows_q), w_t, {}, at::IntArrayRef{1},
+                                     at::IntArrayRef{0}, at::IntArrayRef{1}, groups))
+                .contiguous();
+        for (int64_t g = 0; g < groups; ++g) {
+          grad_w.select(0, g).add_(at::mm(grad_rows_q.narrow(1, plan.out_channel(g), c_out_g).t(),
+                                          col.narrow(1, plan.column_offset(g), rows_g)));
+        }
+        {
+          RECORD_FUNCTION("dcn::col2im", std::vector<c10::IValue>());
+          kernels.col2im(grad_col, offset, mask, s, j0, grad_image);
+        }
+        {
+          RECORD_FUNCTION("dcn::coord_grad", std::vector<c10::IValue>());
+          kernels.coord_grad(grad_col, image, offset, mask, s, j0, grad_offset, grad_mask);
+        }
+      });
   const auto dtype = input.scalar_type();
   const at::Tensor grad_input =
       kernels.transpose(grad_image.view({s.batch, s.plane_size(), s.channels}))

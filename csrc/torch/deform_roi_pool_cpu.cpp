@@ -31,8 +31,7 @@ void backward_input_cpu(const at::Tensor& grad, const at::Tensor& rois, const at
 }
 
 void backward_offset_cpu(const at::Tensor& grad, const at::Tensor& input, const at::Tensor& rois,
-                         const at::Tensor& offset, const RoIPoolShape& s,
-                         at::Tensor& grad_offset) {
+                         const at::Tensor& offset, const RoIPoolShape& s, at::Tensor& grad_offset) {
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "roi_off", [&] {
     roi_pool_backward_offset_rows<at::opmath_type<scalar_t>>(
         AtenParallel(), s, grad.data_ptr<scalar_t>(), input.data_ptr<scalar_t>(),

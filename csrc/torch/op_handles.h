@@ -16,18 +16,19 @@ auto typed_op(const char* name) {
 }
 
 using DeformConvFn = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                const std::optional<at::Tensor>&,
-                                const std::optional<at::Tensor>&, int64_t, int64_t, int64_t,
-                                int64_t, int64_t, int64_t, int64_t, int64_t);
+                                const std::optional<at::Tensor>&, const std::optional<at::Tensor>&,
+                                int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+                                int64_t);
 using DeformConvBackwardFn = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>(
     const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
     const std::optional<at::Tensor>&, const std::optional<at::Tensor>&, int64_t, int64_t, int64_t,
     int64_t, int64_t, int64_t, int64_t, int64_t);
-using RoIPoolFn = at::Tensor(const at::Tensor&, const at::Tensor&,
-                             const std::optional<at::Tensor>&, int64_t, int64_t, double, int64_t,
-                             double, bool);
-using RoIPoolBackwardFn = std::tuple<at::Tensor, at::Tensor>(
-    const at::Tensor&, const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
-    int64_t, int64_t, double, int64_t, double, bool, bool);
+using RoIPoolFn = at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
+                             int64_t, int64_t, double, int64_t, double, bool);
+using RoIPoolBackwardFn = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&,
+                                                             const at::Tensor&,
+                                                             const std::optional<at::Tensor>&,
+                                                             int64_t, int64_t, double, int64_t,
+                                                             double, bool, bool);
 
 }  // namespace dcn

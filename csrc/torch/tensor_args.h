@@ -22,9 +22,8 @@ inline void check_same_device_dtype(const char* op, const at::Tensor& ref, const
                                     const char* name) {
   TORCH_CHECK(t.device() == ref.device(), op, ": ", name, " is on ", t.device(),
               " but input is on ", ref.device(), "; all tensors must be on one device");
-  TORCH_CHECK(t.scalar_type() == ref.scalar_type(), op, ": ", name, " has dtype ",
-              t.scalar_type(), " but input has dtype ", ref.scalar_type(),
-              "; all tensors must have one dtype");
+  TORCH_CHECK(t.scalar_type() == ref.scalar_type(), op, ": ", name, " has dtype ", t.scalar_type(),
+              " but input has dtype ", ref.scalar_type(), "; all tensors must have one dtype");
 }
 
 // Data of an optional (possibly undefined) tensor: null when undefined.

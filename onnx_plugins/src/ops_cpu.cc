@@ -72,8 +72,8 @@ Ort::Op make_gemm(const OrtKernelInfo* info, bool with_bias) {
                                Ort::OpAttr("beta", &one, 1, OrtOpAttrType::ORT_OP_ATTR_FLOAT)};
   const char* type_names[] = {"T"};
   const ONNXTensorElementDataType types[] = {ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT};
-  return Ort::Op::Create(info, "Gemm", "", 13, type_names, types, 1, attrs, 4,
-                         with_bias ? 3 : 2, 1);
+  return Ort::Op::Create(info, "Gemm", "", 13, type_names, types, 1, attrs, 4, with_bias ? 3 : 2,
+                         1);
 }
 
 Ort::Value wrap(const Ort::MemoryInfo& cpu, const float* data, std::vector<int64_t> shape) {
@@ -121,8 +121,8 @@ OrtStatusPtr DeformConv2dCpu::ComputeV2(OrtKernelContext* raw) {
     std::vector<float> result(plan.single_chunk() ? 0 : static_cast<size_t>(c_out_g * plan.chunk));
     plan.for_each_chunk([&](const ColumnChunk& k) {
       const int64_t q = k.q;
-      loops.im2col(par, s, image.data(), offset.GetTensorData<float>(), data_or_null(mask), k.j0,
-                   q, col.data());
+      loops.im2col(par, s, image.data(), offset.GetTensorData<float>(), data_or_null(mask), k.j0, q,
+                   col.data());
       for (int64_t g = 0; g < s.groups; ++g) {
         const float* b = col.data();
         if (s.groups > 1) {  // the group's column block, made contiguous for Gemm

@@ -103,8 +103,8 @@ OrtStatusPtr DeformConv2dCuda<T>::ComputeV2(OrtKernelContext* raw) {
     Scratch scratch{device_allocator(ctx, x), {}};
 
     D* image = scratch.alloc<D>(size_t(s.batch) * s.plane_size() * s.channels);
-    transpose_kernel<<<cuda_blocks(int64_t(s.batch) * s.plane_size() * s.channels), kCudaThreads,
-                       0, stream>>>(device_data<T>(x), s.batch, s.channels, s.plane_size(), image);
+    transpose_kernel<<<cuda_blocks(int64_t(s.batch) * s.plane_size() * s.channels), kCudaThreads, 0,
+                       stream>>>(device_data<T>(x), s.batch, s.channels, s.plane_size(), image);
     const WeightTranspose wt = column_weight_transpose(s, c_out);
     D* weight = scratch.alloc<D>(size_t(c_out) * rows_g);
     transpose_kernel<<<cuda_blocks(c_out * rows_g), kCudaThreads, 0, stream>>>(
@@ -124,14 +124,13 @@ OrtStatusPtr DeformConv2dCuda<T>::ComputeV2(OrtKernelContext* raw) {
       // column-major terms out^T (q x C_out/groups) = col_g (q x rows_g) x W_g^T; float32
       // accumulation for half storage.
       for (int64_t g = 0; g < s.groups; ++g) {
-        check_cublas(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, int(k.q), int(c_out_g),
-                                  int(rows_g), &one, col + plan.column_offset(g), Device<T>::blas,
-                                  int(CK), weight + plan.weight_offset(g), Device<T>::blas,
-                                  int(rows_g), &one,
-                                  out + (k.n * c_out + plan.out_channel(g)) * P + k.p0,
-                                  Device<T>::blas, int(P), CUBLAS_COMPUTE_32F,
-                                  CUBLAS_GEMM_DEFAULT),
-                     "cublasGemmEx");
+        check_cublas(
+            cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, int(k.q), int(c_out_g), int(rows_g), &one,
+                         col + plan.column_offset(g), Device<T>::blas, int(CK),
+                         weight + plan.weight_offset(g), Device<T>::blas, int(rows_g), &one,
+                         out + (k.n * c_out + plan.out_channel(g)) * P + k.p0, Device<T>::blas,
+                         int(P), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+            "cublasGemmEx");
       }
     });
     // The scratch blocks go back to the allocator on return: finish using them first.

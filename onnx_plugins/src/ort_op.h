@@ -54,9 +54,7 @@ T scalar_attribute(const Ort::ConstKernelInfo& info, const char* name, T fallbac
   }
 }
 
-inline Shape shape_of(const Ort::ConstValue& v) {
-  return v.GetTensorTypeAndShapeInfo().GetShape();
-}
+inline Shape shape_of(const Ort::ConstValue& v) { return v.GetTensorTypeAndShapeInfo().GetShape(); }
 
 // Optional input i: null when absent (past the end or given an empty name).
 inline Ort::ConstValue optional_input(const Ort::KernelContext& ctx, size_t i) {
@@ -105,7 +103,7 @@ RoIPoolCall roi_pool_call(const Ort::KernelContext& ctx, const RoIPoolAttributes
 DeformConvShape checked_deform_conv_shape(const DeformConvAttributes& a, const Shape& x,
                                           const Shape& w, const Shape& offset, const Shape* bias,
                                           const Shape* mask);
-RoIPoolShape checked_roi_pool_shape(const RoIPoolAttributes& a, const Shape& x,
-                                    const Shape& rois, const Shape* offset);
+RoIPoolShape checked_roi_pool_shape(const RoIPoolAttributes& a, const Shape& x, const Shape& rois,
+                                    const Shape* offset);
 
 }  // namespace dcn::ort
