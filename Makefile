@@ -17,7 +17,7 @@ EXTENSION := model/.built-cuda$(WITH_CUDA)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup build test bench fuzz test-asan clean serve browser lint-deploy mutants gpu-check
+.PHONY: setup build test bench fuzz test-asan clean serve browser lint lint-cpp lint-deploy mutants gpu-check
 
 $(VENV)/.deps: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,10 +37,12 @@ $(EXTENSION): $(VENV)/.deps $(SOURCES)
 	rm -f model/.built*
 	touch $@
 
-# ONNX Runtime custom-op library: no libtorch, no BLAS (it calls ONNX Runtime's own Gemm).
+# ONNX Runtime custom-op library: no libtorch, no BLAS (it calls ONNX Runtime's own Gemm). The
+# version script keeps every symbol but RegisterCustomOps local.
 ORT_HEADERS := third_party/onnxruntime/onnxruntime_cxx_api.h
 ORT_LIB := onnx_plugins/lib/libdcn_ort.so
-ORT_SOURCES := $(wildcard onnx_plugins/src/*.h onnx_plugins/src/*.inc onnx_plugins/src/*.cc csrc/kernels/*.h csrc/common/*.h csrc/cpu/*.h csrc/cpu/*.inc)
+ORT_EXPORTS := onnx_plugins/src/exports.lds
+ORT_SOURCES := $(wildcard onnx_plugins/src/*.h onnx_plugins/src/*.inc onnx_plugins/src/*.cc csrc/kernels/*.h csrc/common/*.h csrc/cpu/*.h csrc/cpu/*.inc) $(ORT_EXPORTS)
 
 $(ORT_HEADERS):
 	bash onnx_plugins/fetch_ort_headers.sh third_party
@@ -48,7 +50,7 @@ $(ORT_HEADERS):
 $(ORT_LIB): $(VENV)/.deps $(ORT_HEADERS) $(ORT_SOURCES)
 	mkdir -p onnx_plugins/lib
 	g++ -std=c++17 -O3 -fPIC -shared -fopenmp-simd -DDCN_OPENMP_SIMD -Wall -Ithird_party/onnxruntime \
-	  onnx_plugins/src/*.cc -Wl,--no-undefined -o $@
+	  onnx_plugins/src/*.cc -Wl,--no-undefined -Wl,--version-script=$(ORT_EXPORTS) -o $@
 
 # Its CUDA-enabled twin (CPU + CUDA execution providers), built whenever nvcc is present.
 ORT_CUDA_LIB := onnx_plugins/lib/libdcn_ort_cuda.so
@@ -61,7 +63,8 @@ $(ORT_CUDA_LIB): $(VENV)/.deps $(ORT_HEADERS) $(ORT_SOURCES) $(wildcard onnx_plu
 	  -I"$$nv/include" -c onnx_plugins/src/ops_cuda.cu -o build/ort/ops_cuda.o && \
 	g++ -std=c++17 -O3 -fPIC -shared -fopenmp-simd -DDCN_OPENMP_SIMD -DDCN_WITH_CUDA -Wall \
 	  -Ithird_party/onnxruntime -I$(CUDA_HOME)/include onnx_plugins/src/*.cc build/ort/ops_cuda.o \
-	  -L"$$nv/lib" -l:libcublas.so.13 -l:libcudart.so.13 -Wl,--no-undefined -o $@
+	  -L"$$nv/lib" -l:libcublas.so.13 -l:libcudart.so.13 -Wl,--no-undefined \
+	  -Wl,--version-script=$(ORT_EXPORTS) -o $@
 
 ifeq ($(WITH_CUDA),1)
 build: $(ORT_CUDA_LIB)
@@ -106,7 +109,24 @@ lint-deploy: build $(LINT_VENV)/.done $(COMPOSE_VENV)/.done
 	bash -n deploy/smoke.sh
 	$(PY) -m pytest -q tests/test_triton.py
 
-test: build browser lint-deploy
+# C++/CUDA formatting (.clang-format) with Debian's clang-format (14 in bookworm; installed when
+# missing); fix with `clang-format -i FILE`.
+CPP_FILES = $(shell find csrc onnx_plugins/src -type f \( -name '*.h' -o -name '*.cc' -o -name '*.cpp' \
+  -o -name '*.cu' -o -name '*.cuh' -o -name '*.inc' \) | sort)
+
+lint-cpp:
+	@command -v clang-format >/dev/null || { \
+	  sudo=$$(test "$$(id -u)" = 0 || echo sudo); \
+	  $$sudo apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends \
+	    clang-format >/dev/null; }
+	clang-format --dry-run --Werror $(CPP_FILES)
+
+# Python (ruff: pyflakes, pycodestyle, import order, bugbear; config in pyproject.toml) and C++.
+lint: $(VENV)/.deps lint-cpp
+	$(VENV)/bin/ruff check .
+
+test: build browser lint lint-deploy
 	$(PY) -m pytest -q --ignore=tests/test_triton.py
 
 # Deliberate breakages of the service's promises, applied one at a time to a scratch copy; each

@@ -19,6 +19,7 @@ from timing import compare, op_benchmark_args  # noqa: E402
 
 from model import ops  # noqa: E402
 
+
 def ort_deform_conv(shape, threads):
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads

@@ -12,9 +12,10 @@ import onnxruntime as ort
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import onnx_plugins  # noqa: E402
 from cases import SHAPES, deform_conv_model  # noqa: E402
 from timing import compare  # noqa: E402
+
+import onnx_plugins  # noqa: E402
 
 
 def main():
@@ -44,8 +45,8 @@ def main():
         native = ort.InferenceSession(deform_conv_model(shape), options(),
                                       providers=["CPUExecutionProvider"])
         assert np.allclose(ours.run(None, feeds)[0], native.run(None, feeds)[0], atol=1e-3)
-        t = compare({"ours": lambda: ours.run(None, feeds), "native": lambda: native.run(None, feeds)},
-                    rounds=args.rounds)
+        t = compare({"ours": lambda: ours.run(None, feeds),
+                     "native": lambda: native.run(None, feeds)}, rounds=args.rounds)
         print(f"| {shape} | {t['ours'] * 1e3:.2f} | {t['native'] * 1e3:.2f} | "
               f"{t['ours'] / t['native']:.2f}x |")
 

@@ -9,7 +9,8 @@ import time
 from typing import Callable, Dict
 
 
-def compare(fns: Dict[str, Callable[[], object]], rounds: int = 30, warmup: int = 3) -> Dict[str, float]:
+def compare(fns: Dict[str, Callable[[], object]], rounds: int = 30,
+            warmup: int = 3) -> Dict[str, float]:
     """Seconds per call (best of `rounds`) of each callable, timed round-robin."""
     for fn in fns.values():
         for _ in range(warmup):

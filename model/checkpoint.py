@@ -82,6 +82,7 @@ def load_weights(model, stem: str):
     wrong = [k for k in reference if k in state and state[k].shape != reference[k].shape]
     if missing or unexpected or wrong:
         raise CheckpointError(f"{weights_path} does not fit the configured detector: missing "
-                              f"{missing[:5]}, unexpected {unexpected[:5]}, wrong shape {wrong[:5]}")
+                              f"{missing[:5]}, unexpected {unexpected[:5]}, "
+                              f"wrong shape {wrong[:5]}")
     model.load_state_dict({k: v.to(reference[k].dtype) for k, v in state.items()})
     return model

@@ -1,8 +1,8 @@
 """Import torchvision Faster R-CNN weights into the matching DCN detector.
 
 The DCN detector keeps torchvision's parameter names; it only adds the offset/mask predictors
-(``*.offset_conv.*``) and the RoI offset fc (``roi_heads.box_roi_pool.roi_pool.offset_fc.*``), which stay
-zero-initialised, so the converted detector computes exactly what the torchvision one did.
+(``*.offset_conv.*``) and the RoI offset fc (``roi_heads.box_roi_pool.roi_pool.offset_fc.*``), which
+stay zero-initialised, so the converted detector computes exactly what the torchvision one did.
 """
 from typing import Dict, Union
 

@@ -65,7 +65,8 @@ def load_split(names: Sequence[str], data_dir: str = "") -> List[AnnotatedImage]
     out = []
     for name in names:
         image = np.asarray(Image.open(os.path.join(data_dir, name + ".png")).convert("RGB"))
-        out.append(AnnotatedImage(name, image, read_voc_boxes(os.path.join(data_dir, name + ".xml"))))
+        boxes = read_voc_boxes(os.path.join(data_dir, name + ".xml"))
+        out.append(AnnotatedImage(name, image, boxes))
     return out
 
 
@@ -76,10 +77,10 @@ def image_tensor(image: np.ndarray) -> torch.Tensor:
 
 class RandomTreeCrops(torch.utils.data.IterableDataset):
     """Endless random crops of the training images, sampled by area: a square window of
-    crop / s px (s drawn from `scale`, so crowns appear smaller or larger than in the source) resized
-    to crop x crop, one of the 8 flips/right-angle rotations (aerial views have no up), and colour
-    jitter (brightness, contrast, saturation down to grey, per-channel gain: dead grey snags and
-    green crowns both occur) and, with probability blur[0], a Gaussian blur of sigma drawn from
+    crop / s px (s drawn from `scale`, so crowns appear smaller or larger than in the source)
+    resized to crop x crop, one of the 8 flips/right-angle rotations (aerial views have no up), and
+    colour jitter (brightness, contrast, saturation down to grey, per-channel gain: dead grey snags
+    and green crowns both occur) and, with probability blur[0], a Gaussian blur of sigma drawn from
     [0, blur[1]] px (sites differ in optical sharpness: SOAP_061 has half the pixel-to-pixel
     contrast of the training images). Boxes keep only crowns whose centre falls in the window
     (clipped to it). Yields (image [3, crop, crop] float in [0, 1], target dict)."""

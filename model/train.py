@@ -62,8 +62,8 @@ def lr_at(cfg: Dict[str, Any], it: int) -> float:
 
 
 def param_groups(model, cfg: Dict[str, Any]) -> List[Dict[str, Any]]:
-    """Trainable parameters, the RoI offset fc's (roi_heads.box_roi_pool.roi_pool.offset_fc) apart with its
-    learning-rate multiplier."""
+    """Trainable parameters, the RoI offset fc's (roi_heads.box_roi_pool.roi_pool.offset_fc)
+    apart with its learning-rate multiplier."""
     offset_fc, rest = [], []
     for name, p in model.named_parameters():
         if p.requires_grad:

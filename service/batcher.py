@@ -2,10 +2,11 @@
 
 Each request's image is planned into tiles (views x tiles, see service.backend). One worker runs
 model batches of up to `max_batch_size` tiles, taken from the pending requests with the least
-work left first (then the oldest): a large image runs in chunks, and a small request that
-arrives meanwhile rides in the very next batch (without a chunk of the large one), so it waits
-for at most one batch of someone else's tiles. Large requests finish one after another rather than all sharing the worker (which
-would make every one of them late). When fewer tiles than a batch are pending, the worker waits
+work left first (then the oldest): a large image runs in chunks, and a small request that arrives
+meanwhile rides in the very next batch (without a chunk of the large one), so it waits for at most
+one batch of someone else's tiles. Large requests finish one after another rather than all sharing
+the worker (which would make every one of them late). When fewer tiles than a batch are pending, the
+worker waits
 up to `max_delay_s` after the oldest waiting request for more. Before every batch, requests whose
 caller gave up (deadline, disconnect: their future is done) are dropped and cost nothing more. A
 request's detections are merged when its last tile has run, filtered by its own threshold and

@@ -28,9 +28,10 @@ def cpu_flags() -> set:
 
 def check_variant(name: str) -> None:
     """Runs in the child process, with DCN_CPU_ISA=name set before the library loads."""
+    from test_onnx_plugins import single_node_model
+
     import onnx_plugins
     from model import ops
-    from test_onnx_plugins import single_node_model
 
     assert torch.ops.dcn._cpu_isa() == name, torch.ops.dcn._cpu_isa()
     torch.manual_seed(0)

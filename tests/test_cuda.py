@@ -6,10 +6,10 @@ import contextlib
 
 import pytest
 import torch
-
 from conftest import requires_cuda
-from model import ops
 from test_deform_conv2d import GRID, both, grads, make_case
+
+from model import ops
 
 pytestmark = requires_cuda
 

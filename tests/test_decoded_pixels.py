@@ -7,10 +7,9 @@ import time
 import numpy as np
 import pytest
 from PIL import Image
+from service_support import encode, photo
 
 from service.images import decode
-
-from service_support import encode, photo
 
 # Six distinct colours, 2 rows x 3 columns: any channel swap, flip or rotation changes the array.
 RGB = np.array([[[255, 0, 0], [0, 255, 0], [0, 0, 255]],

@@ -1,5 +1,4 @@
 """deform_conv2d against torchvision (an independent implementation), dense conv and gradcheck."""
-import itertools
 
 import pytest
 import torch

@@ -3,9 +3,9 @@ torchvision's RoIAlign / PSRoIAlign, and gradcheck."""
 import pytest
 import torch
 import torchvision
+from roi_reference import deform_roi_pool_ref
 
 from model import ops
-from roi_reference import deform_roi_pool_ref
 
 OPS = {False: ops.deform_roi_pool, True: ops.ps_deform_roi_pool}
 

@@ -4,11 +4,11 @@ non-finite place reads zero, the rest of the result is untouched, and no gradien
 import numpy as np
 import pytest
 import torch
+from conftest import requires_cuda
+from test_onnx_plugins import single_node_model
 
 import onnx_plugins
 from model import ops
-from conftest import requires_cuda
-from test_onnx_plugins import single_node_model
 
 NON_FINITE = [float("nan"), float("inf"), -float("inf")]
 

@@ -43,6 +43,30 @@ def test_cuda_library_is_built_without_libtorch():
     assert "libcublas" in out
 
 
+def defined_dynamic_symbols(path):
+    out = subprocess.run(["nm", "-D", "--defined-only", path], capture_output=True, text=True,
+                         check=True).stdout
+    return sorted(line.split()[-1] for line in out.splitlines() if line.strip())
+
+
+def test_library_exports_only_register_custom_ops_and_still_loads():
+    assert defined_dynamic_symbols(onnx_plugins.library_path()) == ["RegisterCustomOps"]
+    so = ort.SessionOptions()
+    so.register_custom_ops_library(onnx_plugins.library_path())
+    model = single_node_model("DeformRoIPool", "dcn", ["X", "rois"], pooled_size=[2, 2])
+    x = np.ones((1, 1, 4, 4), np.float32)
+    rois = np.array([[0, 0, 0, 3, 3]], np.float32)
+    y = ort.InferenceSession(model, so).run(None, {"X": x, "rois": rois})[0]
+    np.testing.assert_allclose(y, np.ones((1, 1, 2, 2), np.float32))
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(os.environ.get("CUDA_HOME", "/usr/local/cuda"),
+                                                    "bin", "nvcc")),
+                    reason="no nvcc on this machine: the CUDA library is not built")
+def test_cuda_library_exports_only_register_custom_ops():
+    assert defined_dynamic_symbols(onnx_plugins.library_path(cuda=True)) == ["RegisterCustomOps"]
+
+
 # (N, C, C_out, H, W, (kh, kw), strides, pads (t, l, b, r), dilations, group, offset_group)
 GRID = [
     (2, 4, 6, 7, 8, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, 1),

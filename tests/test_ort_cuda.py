@@ -11,9 +11,9 @@ import torch
 
 pytest.importorskip("onnx", reason="no `onnx` package: the ORT test models cannot be built")
 import onnxruntime as ort  # noqa: E402
+from test_onnx_plugins import GRID, conv_case, single_node_model  # noqa: E402
 
 import onnx_plugins  # noqa: E402
-from test_onnx_plugins import GRID, conv_case, single_node_model  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
     "CUDAExecutionProvider" not in ort.get_available_providers() or not torch.cuda.is_available(),

@@ -5,11 +5,10 @@ import time
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from service_support import encode, photo
 
 from service.app import create_app
 from service.settings import Settings
-
-from service_support import encode, photo
 
 PHOTOS = ["SOAP_061", "OSBS_029", "chelsea", "rocket"]
 

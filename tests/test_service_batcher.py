@@ -9,11 +9,10 @@ import time
 
 import numpy as np
 import pytest
+from service_support import FakeBackend
 
 from service.batcher import Batcher, QueueFull
 from service.settings import Settings, parse_args
-
-from service_support import FakeBackend
 
 
 def fake_result(n: int):
@@ -159,9 +158,9 @@ class BrokenWeights(FakeBackend):
 
 def test_timeout_gives_504_and_failed_load_is_reported_by_readyz():
     from fastapi.testclient import TestClient
+    from service_support import encode, photo
 
     from service.app import create_app
-    from service_support import encode, photo
 
     body = encode(photo("coffee"))
     app = create_app(Settings(request_timeout_s=0.3), backend=FakeBackend(tile=1000, delay=1.0))
@@ -188,9 +187,9 @@ def test_client_that_disconnects_is_dropped_from_its_batch():
     import urllib.parse
 
     import httpx
+    from service_support import encode, live_server, photo
 
     from service.app import create_app
-    from service_support import encode, live_server, photo
 
     backend = FakeBackend(tile=1000, delay=1.5)
     body = encode(photo("coffee")[:64, :64])

@@ -17,11 +17,10 @@ import time
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from service_support import FakeBackend, encode, free_port, live_server, photo, wait_ready
 
 from service.app import create_app
 from service.settings import Settings
-
-from service_support import FakeBackend, encode, free_port, live_server, photo, wait_ready
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = encode(photo("coffee")[:64, :64])

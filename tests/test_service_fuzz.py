@@ -4,11 +4,11 @@ connection; no 5xx, no reset. DCN_FUZZ_CASES (default 300; `make fuzz`: 5000) an
 set the run. The same cases against the shipped model are in test_service_http.py."""
 import os
 
-from service.app import create_app
-from service.settings import Settings
-
 from service_support import FakeBackend, live_server
 from upload_fuzz import cases, send_all
+
+from service.app import create_app
+from service.settings import Settings
 
 
 def test_fuzzed_uploads_get_a_200_or_a_4xx_and_never_break_the_connection():

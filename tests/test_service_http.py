@@ -9,12 +9,11 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
+from service_support import encode, live_server, photo
 
 from service.app import create_app
 from service.images import decode
 from service.settings import Settings
-
-from service_support import encode, live_server, photo
 
 LIMIT = 3 * 2**20
 
@@ -207,7 +206,7 @@ def test_work_is_admitted_by_tile_count(client):
 
 
 def test_fuzzed_uploads_against_the_shipped_model(url):
-    from upload_fuzz import cases, send_all, seeds
+    from upload_fuzz import cases, seeds, send_all
 
     host, port = url.split("//")[1].split(":")
     photos = [(name, body) for name, body in seeds(size=120) if "-RGB." in name]

@@ -10,14 +10,13 @@ import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from service_support import encode, live_server
+from test_service_http import png_claiming
 
 from service.app import create_app
 from service.batcher import Batcher
-from service.recent import Record, RecentResults
+from service.recent import RecentResults, Record
 from service.settings import Settings
-
-from service_support import encode, live_server
-from test_service_http import png_claiming
 
 IMAGE = np.zeros((8, 8, 3), np.uint8)
 BODY = encode(np.full((32, 48, 3), 90, np.uint8))

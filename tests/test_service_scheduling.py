@@ -1,15 +1,13 @@
 """The worker's tile scheduling: chunks, fairness between requests, work stopped for callers
 that left, out-of-memory retries (fake tiled backends: these are about scheduling)."""
 import asyncio
-import time
 
 import numpy as np
 import pytest
+from service_support import FakeBackend
 
 from service.backend import OutOfMemory
 from service.batcher import Batcher
-
-from service_support import FakeBackend
 
 
 def image(height: int, width: int) -> np.ndarray:

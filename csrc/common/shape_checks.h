@@ -66,8 +66,8 @@ inline std::string check_deform_conv_shapes(const Shape& input, const Shape& wei
   if (kh <= 0 || kw <= 0 || c_out <= 0)
     return message("weight must be non-empty, got ", shape_str(weight));
   if (c % p.groups != 0 || weight[1] * p.groups != c)
-    return message("weight must be [C_out, C/groups, kh, kw] = [", c_out, ", ", c / p.groups,
-                   ", ", kh, ", ", kw, "] for C=", c, " and groups=", p.groups, ", got ",
+    return message("weight must be [C_out, C/groups, kh, kw] = [", c_out, ", ", c / p.groups, ", ",
+                   kh, ", ", kw, "] for C=", c, " and groups=", p.groups, ", got ",
                    shape_str(weight));
   if (c_out % p.groups != 0)
     return message("C_out=", c_out, " must be divisible by groups=", p.groups);
@@ -77,8 +77,7 @@ inline std::string check_deform_conv_shapes(const Shape& input, const Shape& wei
       (h + p.pad_top + p.pad_bottom - (p.dilation_h * (kh - 1) + 1)) / p.stride_h + 1;
   const int64_t out_w =
       (w + p.pad_left + p.pad_right - (p.dilation_w * (kw - 1) + 1)) / p.stride_w + 1;
-  if (out_h <= 0 || out_w <= 0 ||
-      h + p.pad_top + p.pad_bottom < p.dilation_h * (kh - 1) + 1 ||
+  if (out_h <= 0 || out_w <= 0 || h + p.pad_top + p.pad_bottom < p.dilation_h * (kh - 1) + 1 ||
       w + p.pad_left + p.pad_right < p.dilation_w * (kw - 1) + 1)
     return message("the ", kh, "x", kw, " kernel (dilation ", p.dilation_h, "x", p.dilation_w,
                    ") does not fit the padded ", h, "x", w, " input");
@@ -117,11 +116,10 @@ inline std::string check_deform_conv_shapes(const Shape& input, const Shape& wei
 constexpr int64_t kMaxSamplingRatio = 64;
 
 // input [N, C, H, W], rois [K, 5], offset [K, 2, pooled_h, pooled_w] (or null).
-inline std::string check_roi_pool_shapes(const Shape& input, const Shape& rois,
-                                         const Shape* offset, int64_t pooled_h, int64_t pooled_w,
-                                         double spatial_scale, int64_t sampling_ratio,
-                                         double gamma, bool aligned, bool position_sensitive,
-                                         RoIPoolShape* s) {
+inline std::string check_roi_pool_shapes(const Shape& input, const Shape& rois, const Shape* offset,
+                                         int64_t pooled_h, int64_t pooled_w, double spatial_scale,
+                                         int64_t sampling_ratio, double gamma, bool aligned,
+                                         bool position_sensitive, RoIPoolShape* s) {
   if (input.size() != 4) return message("input must be [N, C, H, W], got ", shape_str(input));
   if (rois.size() != 2 || rois[1] != 5)
     return message("rois must be [K, 5] rows of (batch_index, x1, y1, x2, y2), got ",
@@ -139,8 +137,10 @@ inline std::string check_roi_pool_shapes(const Shape& input, const Shape& rois,
     return message("input must have channels and pixels, got ", shape_str(input));
   if (h * w >= (int64_t(1) << 31)) return "maps of 2^31 pixels or more are not supported";
   if (position_sensitive && c % (pooled_h * pooled_w) != 0)
-    return message("input channels (", c, ") must be output_dim * pooled_h * pooled_w with pooled "
-                   "size ", pooled_h, "x", pooled_w);
+    return message("input channels (", c,
+                   ") must be output_dim * pooled_h * pooled_w with pooled "
+                   "size ",
+                   pooled_h, "x", pooled_w);
   if (offset != nullptr && *offset != Shape{k, 2, pooled_h, pooled_w})
     return message("offset must be [K, 2, pooled_h, pooled_w] = ",
                    shape_str({k, 2, pooled_h, pooled_w}), ", got ", shape_str(*offset));

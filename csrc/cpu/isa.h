@@ -41,9 +41,9 @@ inline const char* isa_name(Isa isa) {
 
 // The variant's `name` for the selected ISA, e.g. DCN_PICK_ISA(kKernels).
 #if defined(__x86_64__) && defined(__GNUC__)
-#define DCN_PICK_ISA(name)                                                      \
-  (::dcn::selected_isa() == ::dcn::Isa::kAvx512 ? ::dcn::cpu_avx512::name        \
-   : ::dcn::selected_isa() == ::dcn::Isa::kAvx2 ? ::dcn::cpu_avx2::name          \
+#define DCN_PICK_ISA(name)                                                \
+  (::dcn::selected_isa() == ::dcn::Isa::kAvx512 ? ::dcn::cpu_avx512::name \
+   : ::dcn::selected_isa() == ::dcn::Isa::kAvx2 ? ::dcn::cpu_avx2::name   \
                                                 : ::dcn::cpu_baseline::name)
 #else
 #define DCN_PICK_ISA(name) (::dcn::cpu_baseline::name)

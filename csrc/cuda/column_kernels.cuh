@@ -57,21 +57,22 @@ __global__ void im2col_kernel(const T* image, const T* offset, const T* mask, De
 }
 
 template <typename T, typename A>
-__global__ void col2im_kernel(const T* grad_col, const T* offset, const T* mask,
-                              DeformConvShape s, int64_t j0, int64_t Q, A* grad_image) {
+__global__ void col2im_kernel(const T* grad_col, const T* offset, const T* mask, DeformConvShape s,
+                              int64_t j0, int64_t Q, A* grad_image) {
   DCN_CUDA_KERNEL_LOOP(e, Q * s.column_width()) {
     const ColumnPoint<A> cp = column_point<A>(s, offset, mask, j0, e);
-    const T* grad = grad_col + cp.entry.q * s.column_width() + s.column_index(cp.entry.k, cp.entry.c);
-    bilinear_scatter(grad_image + cp.position.n * s.plane_size() * s.channels + cp.entry.c,
-                     cp.taps, s.channels, grad, 1, cp.mask, AtomicAdd<A>());
+    const T* grad =
+        grad_col + cp.entry.q * s.column_width() + s.column_index(cp.entry.k, cp.entry.c);
+    bilinear_scatter(grad_image + cp.position.n * s.plane_size() * s.channels + cp.entry.c, cp.taps,
+                     s.channels, grad, 1, cp.mask, AtomicAdd<A>());
   }
 }
 
 // One thread per (column, offset group, kernel point), summing over the group's channels.
 template <typename T, typename A>
-__global__ void coord_grad_kernel(const T* grad_col, const T* image, const T* offset,
-                                  const T* mask, DeformConvShape s, int64_t j0, int64_t Q,
-                                  T* grad_offset, T* grad_mask) {
+__global__ void coord_grad_kernel(const T* grad_col, const T* image, const T* offset, const T* mask,
+                                  DeformConvShape s, int64_t j0, int64_t Q, T* grad_offset,
+                                  T* grad_mask) {
   const int K = s.kernel_size(), cpo = s.channels_per_offset_group();
   DCN_CUDA_KERNEL_LOOP(e, Q * s.offset_groups * K) {
     const int k = static_cast<int>(e % K);
@@ -84,8 +85,8 @@ __global__ void coord_grad_kernel(const T* grad_col, const T* image, const T* of
     A gy = A(0), gx = A(0), gm = A(0);
     for (int c = g * cpo; c < (g + 1) * cpo; ++c)
       accumulate_point_grad(img + c, s.channels, t, A(row[s.column_index(k, c)]), gy, gx, gm);
-    store_point_grad(s, grad_offset, grad_mask, o, g, k, deform_point_mask<A>(s, mask, o, g, k),
-                     gy, gx, gm);
+    store_point_grad(s, grad_offset, grad_mask, o, g, k, deform_point_mask<A>(s, mask, o, g, k), gy,
+                     gx, gm);
   }
 }
 

@@ -16,8 +16,8 @@ inline unsigned cuda_blocks(int64_t work) {
   return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>(blocks, int64_t(1) << 20)));
 }
 
-#define DCN_CUDA_KERNEL_LOOP(i, n)                                                   \
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < (n);        \
+#define DCN_CUDA_KERNEL_LOOP(i, n)                                          \
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); \
        i += int64_t(blockDim.x) * gridDim.x)
 
 template <typename A>

@@ -55,9 +55,9 @@ DCN_HOST_DEVICE BilinearTaps<A> make_taps(int width, int y0, int y1, int x0, int
 }
 
 // Zero padding: the plane is 0 outside [0, H-1] x [0, W-1], so a point one pixel or more outside
-// samples 0. This is deformable convolution's convention (torchvision, ONNX DeformConv). Derivatives
-// are one-sided from above at integer coordinates (as torchvision's), which at y = -1 or x = -1
-// is the slope towards the first row / column. NaN or infinite coordinates sample 0.
+// samples 0. This is deformable convolution's convention (torchvision, ONNX DeformConv).
+// Derivatives are one-sided from above at integer coordinates (as torchvision's), which at y = -1
+// or x = -1 is the slope towards the first row / column. NaN or infinite coordinates sample 0.
 template <typename A>
 DCN_HOST_DEVICE BilinearTaps<A> zero_padded_taps(int height, int width, A y, A x) {
   if (!(y >= A(-1) && y < A(height) && x >= A(-1) && x < A(width))) return empty_taps<A>();

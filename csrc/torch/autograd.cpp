@@ -5,42 +5,29 @@
 
 #include <optional>
 
+#include "op_handles.h"
+
 namespace dcn {
 namespace {
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-template <typename Fn>
-auto typed_op(const char* name) {
-  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Fn>();
-}
-
 std::optional<at::Tensor> defined_or_none(const at::Tensor& t) {
   return t.defined() ? std::optional<at::Tensor>(t) : std::nullopt;
 }
 
-using DeformConvFn = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                const std::optional<at::Tensor>&,
-                                const std::optional<at::Tensor>&, int64_t, int64_t, int64_t,
-                                int64_t, int64_t, int64_t, int64_t, int64_t);
-using DeformConvBackwardFn = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>(
-    const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
-    const std::optional<at::Tensor>&, const std::optional<at::Tensor>&, int64_t, int64_t, int64_t,
-    int64_t, int64_t, int64_t, int64_t, int64_t);
-
 class DeformConv2dFunction : public torch::autograd::Function<DeformConv2dFunction> {
  public:
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input,
-                            const at::Tensor& weight, const at::Tensor& offset,
-                            const std::optional<at::Tensor>& mask,
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input, const at::Tensor& weight,
+                            const at::Tensor& offset, const std::optional<at::Tensor>& mask,
                             const std::optional<at::Tensor>& bias, int64_t sh, int64_t sw,
                             int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t groups,
                             int64_t offset_groups) {
     at::AutoDispatchBelowADInplaceOrView guard;
     static auto op = typed_op<DeformConvFn>("dcn::deform_conv2d");
-    ctx->save_for_backward({input, weight, offset, mask.value_or(at::Tensor()),
-                            bias.value_or(at::Tensor())});
+    ctx->save_for_backward(
+        {input, weight, offset, mask.value_or(at::Tensor()), bias.value_or(at::Tensor())});
     ctx->saved_data["params"] = std::vector<int64_t>{sh, sw, ph, pw, dh, dw, groups, offset_groups};
     return op.call(input, weight, offset, mask, bias, sh, sw, ph, pw, dh, dw, groups,
                    offset_groups);
@@ -51,25 +38,23 @@ class DeformConv2dFunction : public torch::autograd::Function<DeformConv2dFuncti
     const auto saved = ctx->get_saved_variables();
     const auto p = ctx->saved_data["params"].toIntVector();
     const auto mask = defined_or_none(saved[3]), bias = defined_or_none(saved[4]);
-    auto [gi, gw, goff, gmask, gbias] =
-        op.call(grads[0], saved[0], saved[1], saved[2], mask, bias, p[0], p[1], p[2], p[3], p[4],
-                p[5], p[6], p[7]);
+    auto [gi, gw, goff, gmask, gbias] = op.call(grads[0], saved[0], saved[1], saved[2], mask, bias,
+                                                p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]);
     return {gi,
             gw,
             goff,
             mask ? gmask : at::Tensor(),
             bias ? gbias : at::Tensor(),
-            at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(),
-            at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+            at::Tensor(),
+            at::Tensor(),
+            at::Tensor(),
+            at::Tensor(),
+            at::Tensor(),
+            at::Tensor(),
+            at::Tensor(),
+            at::Tensor()};
   }
 };
-
-using RoIPoolFn = at::Tensor(const at::Tensor&, const at::Tensor&,
-                             const std::optional<at::Tensor>&, int64_t, int64_t, double, int64_t,
-                             double, bool);
-using RoIPoolBackwardFn = std::tuple<at::Tensor, at::Tensor>(
-    const at::Tensor&, const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
-    int64_t, int64_t, double, int64_t, double, bool, bool);
 
 class DeformRoIPoolFunction : public torch::autograd::Function<DeformRoIPoolFunction> {
  public:
@@ -98,12 +83,14 @@ class DeformRoIPoolFunction : public torch::autograd::Function<DeformRoIPoolFunc
     const auto saved = ctx->get_saved_variables();
     const auto offset = defined_or_none(saved[2]);
     auto& d = ctx->saved_data;
-    auto [gi, goff] = op.call(grads[0], saved[0], saved[1], offset, d["pooled_h"].toInt(),
-                              d["pooled_w"].toInt(), d["spatial_scale"].toDouble(),
-                              d["sampling_ratio"].toInt(), d["gamma"].toDouble(),
-                              d["aligned"].toBool(), d["position_sensitive"].toBool());
-    return {gi,           at::Tensor(), offset ? goff : at::Tensor(), at::Tensor(), at::Tensor(),
-            at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    auto [gi, goff] =
+        op.call(grads[0], saved[0], saved[1], offset, d["pooled_h"].toInt(), d["pooled_w"].toInt(),
+                d["spatial_scale"].toDouble(), d["sampling_ratio"].toInt(), d["gamma"].toDouble(),
+                d["aligned"].toBool(), d["position_sensitive"].toBool());
+    return {gi,           at::Tensor(), offset ? goff : at::Tensor(),
+            at::Tensor(), at::Tensor(), at::Tensor(),
+            at::Tensor(), at::Tensor(), at::Tensor(),
+            at::Tensor()};
   }
 };
 
@@ -118,8 +105,8 @@ at::Tensor deform_conv2d_autograd(const at::Tensor& input, const at::Tensor& wei
 
 at::Tensor deform_roi_pool_autograd(const at::Tensor& input, const at::Tensor& rois,
                                     const std::optional<at::Tensor>& offset, int64_t pooled_h,
-                                    int64_t pooled_w, double spatial_scale,
-                                    int64_t sampling_ratio, double gamma, bool aligned) {
+                                    int64_t pooled_w, double spatial_scale, int64_t sampling_ratio,
+                                    double gamma, bool aligned) {
   return DeformRoIPoolFunction::apply(input, rois, offset, pooled_h, pooled_w, spatial_scale,
                                       sampling_ratio, gamma, aligned, false);
 }

@@ -12,17 +12,8 @@
 #include <vector>
 
 #include "../cpu/isa.h"
-#include "deform_conv2d.h"
-
-namespace dcn {
-// at::parallel_for as the column loops' parallel policy.
-struct AtenParallel {
-  template <typename F>
-  void run(int64_t begin, int64_t end, int64_t grain, const F& f) const {
-    at::parallel_for(begin, end, grain, f);
-  }
-};
-}  // namespace dcn
+#include "deform_conv2d_driver.h"
+#include "tensor_args.h"
 
 #define DCN_ISA_FILE "../torch/deform_conv2d_cpu_loops.inc"
 #include "../cpu/isa_variants.inc"

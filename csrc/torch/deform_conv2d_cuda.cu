@@ -5,26 +5,22 @@
 #include <torch/library.h>
 
 #include "../cuda/column_kernels.cuh"
-#include "deform_conv2d.h"
+#include "deform_conv2d_driver.h"
+#include "tensor_args.h"
 #include "torch_cuda.h"
 
 namespace dcn {
 namespace {
-
-template <typename T>
-T* data_or_null(const at::Tensor& t) {
-  return t.defined() ? t.data_ptr<T>() : nullptr;
-}
 
 void im2col_cuda(const at::Tensor& image, const at::Tensor& offset, const at::Tensor& mask,
                  const DeformConvShape& s, int64_t j0, at::Tensor& col) {
   const c10::cuda::CUDAGuard guard(image.device());
   const int64_t Q = col.size(0);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, image.scalar_type(), "im2col", [&] {
-    im2col_kernel<scalar_t, at::opmath_type<scalar_t>><<<cuda_blocks(Q * s.column_width()), kCudaThreads, 0,
-                              at::cuda::getCurrentCUDAStream()>>>(
-        image.data_ptr<scalar_t>(), offset.data_ptr<scalar_t>(), data_or_null<scalar_t>(mask), s,
-        j0, Q, col.data_ptr<scalar_t>());
+    im2col_kernel<scalar_t, at::opmath_type<scalar_t>>
+        <<<cuda_blocks(Q * s.column_width()), kCudaThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+            image.data_ptr<scalar_t>(), offset.data_ptr<scalar_t>(), data_or_null<scalar_t>(mask),
+            s, j0, Q, col.data_ptr<scalar_t>());
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
@@ -37,25 +33,26 @@ void col2im_cuda(const at::Tensor& grad_col, const at::Tensor& offset, const at:
   const int64_t Q = grad_col.size(0);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_col.scalar_type(), "col2im", [&] {
     using A = at::opmath_type<scalar_t>;
-    col2im_kernel<scalar_t, A><<<cuda_blocks(Q * s.column_width()), kCudaThreads, 0,
-                                 at::cuda::getCurrentCUDAStream()>>>(
-        grad_col.data_ptr<scalar_t>(), offset.data_ptr<scalar_t>(), data_or_null<scalar_t>(mask),
-        s, j0, Q, grad_image.data_ptr<A>());
+    col2im_kernel<scalar_t, A>
+        <<<cuda_blocks(Q * s.column_width()), kCudaThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+            grad_col.data_ptr<scalar_t>(), offset.data_ptr<scalar_t>(),
+            data_or_null<scalar_t>(mask), s, j0, Q, grad_image.data_ptr<A>());
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-void coord_grad_cuda(const at::Tensor& grad_col, const at::Tensor& image,
-                     const at::Tensor& offset, const at::Tensor& mask, const DeformConvShape& s,
-                     int64_t j0, at::Tensor& grad_offset, at::Tensor& grad_mask) {
+void coord_grad_cuda(const at::Tensor& grad_col, const at::Tensor& image, const at::Tensor& offset,
+                     const at::Tensor& mask, const DeformConvShape& s, int64_t j0,
+                     at::Tensor& grad_offset, at::Tensor& grad_mask) {
   const c10::cuda::CUDAGuard guard(image.device());
   const int64_t Q = grad_col.size(0);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, image.scalar_type(), "coord_grad", [&] {
-    coord_grad_kernel<scalar_t, at::opmath_type<scalar_t>><<<cuda_blocks(Q * s.offset_groups * s.kernel_size()),
-                                  kCudaThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
-        grad_col.data_ptr<scalar_t>(), image.data_ptr<scalar_t>(), offset.data_ptr<scalar_t>(),
-        data_or_null<scalar_t>(mask), s, j0, Q, grad_offset.data_ptr<scalar_t>(),
-        data_or_null<scalar_t>(grad_mask));
+    coord_grad_kernel<scalar_t, at::opmath_type<scalar_t>>
+        <<<cuda_blocks(Q * s.offset_groups * s.kernel_size()), kCudaThreads, 0,
+           at::cuda::getCurrentCUDAStream()>>>(
+            grad_col.data_ptr<scalar_t>(), image.data_ptr<scalar_t>(), offset.data_ptr<scalar_t>(),
+            data_or_null<scalar_t>(mask), s, j0, Q, grad_offset.data_ptr<scalar_t>(),
+            data_or_null<scalar_t>(grad_mask));
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }

@@ -5,23 +5,11 @@
 #include <torch/library.h>
 
 #include "../cpu/roi_pool_loops.h"
-#include "deform_roi_pool.h"
+#include "deform_roi_pool_driver.h"
+#include "tensor_args.h"
 
 namespace dcn {
 namespace {
-
-template <typename T>
-const T* data_or_null(const at::Tensor& t) {
-  return t.defined() ? t.data_ptr<T>() : nullptr;
-}
-
-// at::parallel_for as the RoI loop's parallel policy.
-struct AtenParallel {
-  template <typename F>
-  void run(int64_t begin, int64_t end, int64_t grain, const F& f) const {
-    at::parallel_for(begin, end, grain, f);
-  }
-};
 
 void forward_cpu(const at::Tensor& input, const at::Tensor& rois, const at::Tensor& offset,
                  const RoIPoolShape& s, at::Tensor& out) {
@@ -43,8 +31,7 @@ void backward_input_cpu(const at::Tensor& grad, const at::Tensor& rois, const at
 }
 
 void backward_offset_cpu(const at::Tensor& grad, const at::Tensor& input, const at::Tensor& rois,
-                         const at::Tensor& offset, const RoIPoolShape& s,
-                         at::Tensor& grad_offset) {
+                         const at::Tensor& offset, const RoIPoolShape& s, at::Tensor& grad_offset) {
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "roi_off", [&] {
     roi_pool_backward_offset_rows<at::opmath_type<scalar_t>>(
         AtenParallel(), s, grad.data_ptr<scalar_t>(), input.data_ptr<scalar_t>(),

@@ -5,26 +5,22 @@
 #include <torch/library.h>
 
 #include "../cuda/roi_pool_kernels.cuh"
-#include "deform_roi_pool.h"
+#include "deform_roi_pool_driver.h"
+#include "tensor_args.h"
 #include "torch_cuda.h"
 
 namespace dcn {
 namespace {
-
-template <typename T>
-const T* data_or_null(const at::Tensor& t) {
-  return t.defined() ? t.data_ptr<T>() : nullptr;
-}
 
 void forward_cuda(const at::Tensor& input, const at::Tensor& rois, const at::Tensor& offset,
                   const RoIPoolShape& s, at::Tensor& out) {
   const c10::cuda::CUDAGuard guard(input.device());
   const int64_t count = out.numel();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "roi_fwd", [&] {
-    roi_pool_forward_kernel<scalar_t, at::opmath_type<scalar_t>><<<cuda_blocks(count), kCudaThreads, 0,
-                               at::cuda::getCurrentCUDAStream()>>>(
-        input.data_ptr<scalar_t>(), rois.data_ptr<scalar_t>(), data_or_null<scalar_t>(offset), s,
-        count, out.data_ptr<scalar_t>());
+    roi_pool_forward_kernel<scalar_t, at::opmath_type<scalar_t>>
+        <<<cuda_blocks(count), kCudaThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+            input.data_ptr<scalar_t>(), rois.data_ptr<scalar_t>(), data_or_null<scalar_t>(offset),
+            s, count, out.data_ptr<scalar_t>());
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
@@ -37,10 +33,10 @@ void backward_input_cuda(const at::Tensor& grad, const at::Tensor& rois, const a
   const int64_t count = grad.numel();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "roi_bwd", [&] {
     using A = at::opmath_type<scalar_t>;
-    roi_pool_backward_input_kernel<scalar_t, A><<<cuda_blocks(count), kCudaThreads, 0,
-                                         at::cuda::getCurrentCUDAStream()>>>(
-        grad.data_ptr<scalar_t>(), rois.data_ptr<scalar_t>(), data_or_null<scalar_t>(offset), s,
-        count, grad_input.data_ptr<A>());
+    roi_pool_backward_input_kernel<scalar_t, A>
+        <<<cuda_blocks(count), kCudaThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+            grad.data_ptr<scalar_t>(), rois.data_ptr<scalar_t>(), data_or_null<scalar_t>(offset), s,
+            count, grad_input.data_ptr<A>());
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
@@ -51,10 +47,10 @@ void backward_offset_cuda(const at::Tensor& grad, const at::Tensor& input, const
   const c10::cuda::CUDAGuard guard(grad.device());
   const int64_t count = rois.size(0) * s.pooled_h * s.pooled_w;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "roi_off", [&] {
-    roi_pool_backward_offset_kernel<scalar_t, at::opmath_type<scalar_t>><<<cuda_blocks(count), kCudaThreads, 0,
-                                       at::cuda::getCurrentCUDAStream()>>>(
-        grad.data_ptr<scalar_t>(), input.data_ptr<scalar_t>(), rois.data_ptr<scalar_t>(),
-        data_or_null<scalar_t>(offset), s, count, grad_offset.data_ptr<scalar_t>());
+    roi_pool_backward_offset_kernel<scalar_t, at::opmath_type<scalar_t>>
+        <<<cuda_blocks(count), kCudaThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+            grad.data_ptr<scalar_t>(), input.data_ptr<scalar_t>(), rois.data_ptr<scalar_t>(),
+            data_or_null<scalar_t>(offset), s, count, grad_offset.data_ptr<scalar_t>());
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }

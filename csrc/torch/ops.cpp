@@ -1,5 +1,6 @@
-// Schemas of the dcn operator library. Kernels register per backend (CPU, CUDA, Autograd) in
-// their own files; shape functions for torch.export / torch.compile live in model/ops.py.
+// Schemas of the dcn operator library. Kernels register per backend (CPU, CUDA, Autograd,
+// Autocast) in their own files; shape functions for torch.export / torch.compile live in
+// model/ops.py.
 #include <torch/library.h>
 
 #include <string>

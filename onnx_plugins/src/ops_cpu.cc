@@ -4,6 +4,7 @@
 // session's intra-op thread pool.
 #include "ops_cpu.h"
 
+#include "../../csrc/common/column_plan.h"
 #include "../../csrc/cpu/isa.h"
 #include "../../csrc/cpu/roi_pool_loops.h"
 
@@ -71,8 +72,8 @@ Ort::Op make_gemm(const OrtKernelInfo* info, bool with_bias) {
                                Ort::OpAttr("beta", &one, 1, OrtOpAttrType::ORT_OP_ATTR_FLOAT)};
   const char* type_names[] = {"T"};
   const ONNXTensorElementDataType types[] = {ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT};
-  return Ort::Op::Create(info, "Gemm", "", 13, type_names, types, 1, attrs, 4,
-                         with_bias ? 3 : 2, 1);
+  return Ort::Op::Create(info, "Gemm", "", 13, type_names, types, 1, attrs, 4, with_bias ? 3 : 2,
+                         1);
 }
 
 Ort::Value wrap(const Ort::MemoryInfo& cpu, const float* data, std::vector<int64_t> shape) {
@@ -81,9 +82,6 @@ Ort::Value wrap(const Ort::MemoryInfo& cpu, const float* data, std::vector<int64
   return Ort::Value::CreateTensor<float>(cpu, const_cast<float*>(data), static_cast<size_t>(count),
                                          shape.data(), shape.size());
 }
-
-// Column entries per chunk: bounds the buffer (32 MB) for big images.
-constexpr int64_t kMaxColumnEntries = int64_t(1) << 23;
 
 const float* data_or_null(const Ort::ConstValue& v) {
   return v ? v.GetTensorData<float>() : nullptr;
@@ -101,53 +99,53 @@ OrtStatusPtr DeformConv2dCpu::ComputeV2(OrtKernelContext* raw) {
     const DeformConvShape& s = call.shape;
     const Ort::ConstValue &x = call.x, &w = call.w, &offset = call.offset;
     const Ort::ConstValue &bias = call.bias, &mask = call.mask;
-    const int64_t c_out = call.c_out, P = s.out_size(), CK = s.column_width();
-    const int64_t c_out_g = c_out / s.groups, rows_g = CK / s.groups;
+    const int64_t c_out = call.c_out, P = s.out_size();
     float* out = call.y.GetTensorMutableData<float>();
     if (s.batch == 0) return;
     const OrtParallel par{ctx};
     const ColumnLoops& loops = column_loops();
     const Ort::MemoryInfo cpu = Ort::MemoryInfo::CreateCpu(OrtDeviceAllocator, OrtMemTypeDefault);
+    const ColumnPlan plan(s, c_out, /*per_image=*/true);
+    const int64_t c_out_g = plan.c_out_g, rows_g = plan.rows_g;
 
-    // Channels-last images and the weight in column order [C_out, kh, kw, C/groups].
+    // Channels-last images and the weight in column order.
     std::vector<float> image(static_cast<size_t>(s.batch) * s.plane_size() * s.channels);
     loops.transpose(par, x.GetTensorData<float>(), s.batch, s.channels, s.plane_size(),
                     image.data());
+    const WeightTranspose wt = column_weight_transpose(s, c_out);
     std::vector<float> weight(static_cast<size_t>(c_out) * rows_g);
-    loops.transpose(par, w.GetTensorData<float>(), c_out, s.channels_per_group(), s.kernel_size(),
-                    weight.data());
+    loops.transpose(par, w.GetTensorData<float>(), wt.batch, wt.rows, wt.cols, weight.data());
 
-    const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(P, kMaxColumnEntries / CK));
-    std::vector<float> col(static_cast<size_t>(chunk) * CK);
-    std::vector<float> col_g(s.groups > 1 ? static_cast<size_t>(chunk) * rows_g : 0);
-    std::vector<float> result(chunk < P ? static_cast<size_t>(c_out_g) * chunk : 0);
-    for (int64_t n = 0; n < s.batch; ++n) {
-      for (int64_t p0 = 0; p0 < P; p0 += chunk) {
-        const int64_t q = std::min(chunk, P - p0);
-        loops.im2col(par, s, image.data(), offset.GetTensorData<float>(), data_or_null(mask),
-                     n * P + p0, q, col.data());
-        for (int64_t g = 0; g < s.groups; ++g) {
-          const float* b = col.data();
-          if (s.groups > 1) {  // the group's column block, made contiguous for Gemm
-            for (int64_t i = 0; i < q; ++i)
-              std::copy_n(col.data() + i * CK + g * rows_g, rows_g, col_g.data() + i * rows_g);
-            b = col_g.data();
-          }
-          float* dst = q == P ? out + (n * c_out + g * c_out_g) * P : result.data();
-          Ort::Value inputs[] = {wrap(cpu, weight.data() + g * c_out_g * rows_g, {c_out_g, rows_g}),
-                                 wrap(cpu, b, {q, rows_g}),
-                                 bias ? wrap(cpu, bias.GetTensorData<float>() + g * c_out_g,
-                                             {c_out_g, 1})
-                                      : Ort::Value(nullptr)};
-          Ort::Value outputs[] = {wrap(cpu, dst, {c_out_g, q})};
-          (bias ? gemm_bias : gemm).Invoke(raw, inputs, bias ? 3 : 2, outputs, 1);
-          if (q != P) {
-            for (int64_t i = 0; i < c_out_g; ++i)
-              std::copy_n(dst + i * q, q, out + (n * c_out + g * c_out_g + i) * P + p0);
-          }
+    std::vector<float> col(static_cast<size_t>(plan.buffer_entries()));
+    std::vector<float> col_g(s.groups > 1 ? static_cast<size_t>(plan.chunk * rows_g) : 0);
+    std::vector<float> result(plan.single_chunk() ? 0 : static_cast<size_t>(c_out_g * plan.chunk));
+    plan.for_each_chunk([&](const ColumnChunk& k) {
+      const int64_t q = k.q;
+      loops.im2col(par, s, image.data(), offset.GetTensorData<float>(), data_or_null(mask), k.j0, q,
+                   col.data());
+      for (int64_t g = 0; g < s.groups; ++g) {
+        const float* b = col.data();
+        if (s.groups > 1) {  // the group's column block, made contiguous for Gemm
+          for (int64_t i = 0; i < q; ++i)
+            std::copy_n(col.data() + i * plan.column_width + plan.column_offset(g), rows_g,
+                        col_g.data() + i * rows_g);
+          b = col_g.data();
+        }
+        // out[n][group g's channels][p0 .. p0 + q - 1], row stride P.
+        float* out_g = out + (k.n * c_out + plan.out_channel(g)) * P + k.p0;
+        float* dst = plan.single_chunk() ? out_g : result.data();
+        Ort::Value inputs[] = {
+            wrap(cpu, weight.data() + plan.weight_offset(g), {c_out_g, rows_g}),
+            wrap(cpu, b, {q, rows_g}),
+            bias ? wrap(cpu, bias.GetTensorData<float>() + plan.out_channel(g), {c_out_g, 1})
+                 : Ort::Value(nullptr)};
+        Ort::Value outputs[] = {wrap(cpu, dst, {c_out_g, q})};
+        (bias ? gemm_bias : gemm).Invoke(raw, inputs, bias ? 3 : 2, outputs, 1);
+        if (!plan.single_chunk()) {
+          for (int64_t i = 0; i < c_out_g; ++i) std::copy_n(dst + i * q, q, out_g + i * P);
         }
       }
-    }
+    });
   });
 }
 
@@ -155,17 +153,13 @@ template <bool PositionSensitive>
 OrtStatusPtr DeformRoIPoolCpu<PositionSensitive>::ComputeV2(OrtKernelContext* raw) {
   return status_of([&] {
     Ort::KernelContext ctx(raw);
-    const Ort::ConstValue x = ctx.GetInput(0), rois = ctx.GetInput(1);
-    const Ort::ConstValue offset = optional_input(ctx, 2);
-    const Shape offset_shape = offset ? shape_of(offset) : Shape();
-    const Shape x_shape = shape_of(x), rois_shape = shape_of(rois);
-    const RoIPoolShape s = checked_roi_pool_shape(attributes, x_shape, rois_shape,
-                                                  offset ? &offset_shape : nullptr);
-    const float* r = rois.GetTensorData<float>();
-    check(kName, check_roi_batch_indices(r, rois_shape[0], x_shape[0]));
-    Ort::UnownedValue y = ctx.GetOutput(0, {rois_shape[0], s.out_channels, s.pooled_h, s.pooled_w});
-    roi_pool_forward_rows<float>(OrtParallel{ctx}, s, x.GetTensorData<float>(), r,
-                                 data_or_null(offset), rois_shape[0],
+    const RoIPoolCall call = roi_pool_call(ctx, attributes);
+    const float* r = call.rois.GetTensorData<float>();
+    const int64_t k_rois = call.rois_shape[0];
+    check(kName, check_roi_batch_indices(r, k_rois, call.x_shape[0]));
+    Ort::UnownedValue y = ctx.GetOutput(0, call.output_shape());
+    roi_pool_forward_rows<float>(OrtParallel{ctx}, call.shape, call.x.GetTensorData<float>(), r,
+                                 data_or_null(call.offset), k_rois,
                                  y.GetTensorMutableData<float>());
   });
 }

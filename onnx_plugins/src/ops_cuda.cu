@@ -8,6 +8,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "../../csrc/common/column_plan.h"
 #include "../../csrc/cuda/column_kernels.cuh"
 #include "../../csrc/cuda/roi_pool_kernels.cuh"
 #include "ops_cuda.h"
@@ -152,8 +153,6 @@ __global__ void fill_bias_kernel(D* out, const D* bias, int64_t n, int64_t c, in
   DCN_CUDA_KERNEL_LOOP(i, n * c * p) { out[i] = bias != nullptr ? bias[i / p % c] : D(0.f); }
 }
 
-constexpr int64_t kMaxColumnEntries = int64_t(1) << 24;
-
 }  // namespace
 
 template <typename T>
@@ -166,7 +165,8 @@ OrtStatusPtr DeformConv2dCuda<T>::ComputeV2(OrtKernelContext* raw) {
     const Ort::ConstValue &x = call.x, &w = call.w, &offset = call.offset;
     const Ort::ConstValue &bias = call.bias, &mask = call.mask;
     const int64_t c_out = call.c_out, P = s.out_size(), CK = s.column_width();
-    const int64_t c_out_g = c_out / s.groups, rows_g = CK / s.groups;
+    const ColumnPlan plan(s, c_out, /*per_image=*/true);
+    const int64_t c_out_g = plan.c_out_g, rows_g = plan.rows_g;
     D* out = reinterpret_cast<D*>(call.y.GetTensorMutableData<T>());
     if (s.batch == 0) return;
     const DeviceGuard device(x);
@@ -174,39 +174,36 @@ OrtStatusPtr DeformConv2dCuda<T>::ComputeV2(OrtKernelContext* raw) {
     Scratch scratch(ctx, x);
 
     D* image = scratch.alloc<D>(size_t(s.batch) * s.plane_size() * s.channels);
-    transpose_kernel<<<cuda_blocks(int64_t(s.batch) * s.plane_size() * s.channels), kCudaThreads,
-                       0, stream>>>(device_data<T>(x), s.batch, s.channels, s.plane_size(), image);
+    transpose_kernel<<<cuda_blocks(int64_t(s.batch) * s.plane_size() * s.channels), kCudaThreads, 0,
+                       stream>>>(device_data<T>(x), s.batch, s.channels, s.plane_size(), image);
+    const WeightTranspose wt = column_weight_transpose(s, c_out);
     D* weight = scratch.alloc<D>(size_t(c_out) * rows_g);
     transpose_kernel<<<cuda_blocks(c_out * rows_g), kCudaThreads, 0, stream>>>(
-        device_data<T>(w), c_out, s.channels_per_group(), s.kernel_size(), weight);
+        device_data<T>(w), wt.batch, wt.rows, wt.cols, weight);
     fill_bias_kernel<<<cuda_blocks(int64_t(s.batch) * c_out * P), kCudaThreads, 0, stream>>>(
         out, device_data<T>(bias), s.batch, c_out, P);
     check_cuda(cudaGetLastError(), "DeformConv2d launch");
 
-    const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(P, kMaxColumnEntries / CK));
-    D* col = scratch.alloc<D>(size_t(chunk) * CK);
+    D* col = scratch.alloc<D>(size_t(plan.buffer_entries()));
     cublasHandle_t blas = cublas_for(stream);
     const float one = 1.f;
-    for (int64_t n = 0; n < s.batch; ++n) {
-      for (int64_t p0 = 0; p0 < P; p0 += chunk) {
-        const int64_t q = std::min(chunk, P - p0);
-        im2col_kernel<D, float><<<cuda_blocks(q * CK), kCudaThreads, 0, stream>>>(
-            image, device_data<T>(offset), device_data<T>(mask), s, n * P + p0, q, col);
-        check_cuda(cudaGetLastError(), "im2col launch");
-        // Row-major out[n][g] (C_out/groups x q, row stride P) += W_g x col_g^T, i.e. in cuBLAS'
-        // column-major terms out^T (q x C_out/groups) = col_g (q x rows_g) x W_g^T; float32
-        // accumulation for half storage.
-        for (int64_t g = 0; g < s.groups; ++g) {
-          check_cublas(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, int(q), int(c_out_g),
-                                    int(rows_g), &one, col + g * rows_g, Device<T>::blas, int(CK),
-                                    weight + g * c_out_g * rows_g, Device<T>::blas, int(rows_g),
-                                    &one, out + (n * c_out + g * c_out_g) * P + p0,
-                                    Device<T>::blas, int(P), CUBLAS_COMPUTE_32F,
-                                    CUBLAS_GEMM_DEFAULT),
-                       "cublasGemmEx");
-        }
+    plan.for_each_chunk([&](const ColumnChunk& k) {
+      im2col_kernel<D, float><<<cuda_blocks(k.q * CK), kCudaThreads, 0, stream>>>(
+          image, device_data<T>(offset), device_data<T>(mask), s, k.j0, k.q, col);
+      check_cuda(cudaGetLastError(), "im2col launch");
+      // Row-major out[n][g] (C_out/groups x q, row stride P) += W_g x col_g^T, i.e. in cuBLAS'
+      // column-major terms out^T (q x C_out/groups) = col_g (q x rows_g) x W_g^T; float32
+      // accumulation for half storage.
+      for (int64_t g = 0; g < s.groups; ++g) {
+        check_cublas(
+            cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, int(k.q), int(c_out_g), int(rows_g), &one,
+                         col + plan.column_offset(g), Device<T>::blas, int(CK),
+                         weight + plan.weight_offset(g), Device<T>::blas, int(rows_g), &one,
+                         out + (k.n * c_out + plan.out_channel(g)) * P + k.p0, Device<T>::blas,
+                         int(P), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+            "cublasGemmEx");
       }
-    }
+    });
     // The scratch blocks go back to the allocator on return: finish using them first.
     check_cuda(cudaStreamSynchronize(stream), "DeformConv2d");
   });
@@ -217,12 +214,10 @@ OrtStatusPtr DeformRoIPoolCuda<T, PositionSensitive>::ComputeV2(OrtKernelContext
   using D = typename Device<T>::type;
   return status_of([&] {
     Ort::KernelContext ctx(raw);
-    const Ort::ConstValue x = ctx.GetInput(0), rois = ctx.GetInput(1);
-    const Ort::ConstValue offset = optional_input(ctx, 2);
-    const Shape offset_shape = offset ? shape_of(offset) : Shape();
-    const Shape x_shape = shape_of(x), rois_shape = shape_of(rois);
-    const RoIPoolShape s = checked_roi_pool_shape(attributes, x_shape, rois_shape,
-                                                  offset ? &offset_shape : nullptr);
+    const RoIPoolCall call = roi_pool_call(ctx, attributes);
+    const Ort::ConstValue &x = call.x, &rois = call.rois, &offset = call.offset;
+    const Shape &x_shape = call.x_shape, &rois_shape = call.rois_shape;
+    const RoIPoolShape& s = call.shape;
     const DeviceGuard device(x);
     cudaStream_t stream = static_cast<cudaStream_t>(ctx.GetGPUComputeStream());
     // Batch indices decide which memory is read: check them on the host first.
@@ -236,7 +231,7 @@ OrtStatusPtr DeformRoIPoolCuda<T, PositionSensitive>::ComputeV2(OrtKernelContext
     std::vector<float> host_rois(host.size());
     for (size_t i = 0; i < host.size(); ++i) host_rois[i] = static_cast<float>(host[i]);
     check(kName, check_roi_batch_indices(host_rois.data(), rois_shape[0], x_shape[0]));
-    Ort::UnownedValue y = ctx.GetOutput(0, {rois_shape[0], s.out_channels, s.pooled_h, s.pooled_w});
+    Ort::UnownedValue y = ctx.GetOutput(0, call.output_shape());
     const int64_t count = rois_shape[0] * s.out_channels * s.pooled_h * s.pooled_w;
     if (count == 0) return;
     roi_pool_forward_kernel<D, float><<<cuda_blocks(count), kCudaThreads, 0, stream>>>(

@@ -1,5 +1,5 @@
-// CUDA execution-provider kernels of the dcn ONNX Runtime ops (float32 and float16, inference), in the
-// CUDA-enabled build of the library (libdcn_ort_cuda.so).
+// CUDA execution-provider kernels of the dcn ONNX Runtime ops (float32 and float16, inference), in
+// the CUDA-enabled build of the library (libdcn_ort_cuda.so).
 #pragma once
 
 #include "ort_op.h"

@@ -26,13 +26,11 @@ DeformConvAttributes::DeformConvAttributes(const OrtKernelInfo* raw) {
   params.offset_groups = scalar_attribute<int64_t>(info, "offset_group", 1);
 }
 
-RoIPoolAttributes::RoIPoolAttributes(const OrtKernelInfo* raw, bool ps)
-    : position_sensitive(ps) {
+RoIPoolAttributes::RoIPoolAttributes(const OrtKernelInfo* raw, bool ps) : position_sensitive(ps) {
   const Ort::ConstKernelInfo info(raw);
   const std::string op = ps ? "PSDeformRoIPool" : "DeformRoIPool";
   const auto pooled = ints_attribute(info, "pooled_size", {});
-  fail_if(pooled.size() != 1 && pooled.size() != 2, op,
-          "pooled_size (1 or 2 ints) is required");
+  fail_if(pooled.size() != 1 && pooled.size() != 2, op, "pooled_size (1 or 2 ints) is required");
   pooled_h = pooled[0];
   pooled_w = pooled.back();
   output_dim = scalar_attribute<int64_t>(info, "output_dim", 0);
@@ -47,9 +45,9 @@ DeformConvShape checked_deform_conv_shape(const DeformConvAttributes& a, const S
                                           const Shape* mask) {
   const std::string op = "DeformConv2d";
   if (!a.kernel_shape.empty()) {
-    fail_if(w.size() != 4 || w[2] != a.kernel_shape[0] || w[3] != a.kernel_shape[1], op,
-            message("kernel_shape ", shape_str(a.kernel_shape), " does not match W ",
-                    shape_str(w)));
+    fail_if(
+        w.size() != 4 || w[2] != a.kernel_shape[0] || w[3] != a.kernel_shape[1], op,
+        message("kernel_shape ", shape_str(a.kernel_shape), " does not match W ", shape_str(w)));
   }
   DeformConvShape s;
   check(op, check_deform_conv_shapes(x, w, offset, mask, bias, a.params, &s));
@@ -75,13 +73,25 @@ DeformConvCall deform_conv_call(Ort::KernelContext& ctx, const DeformConvAttribu
   return call;
 }
 
+RoIPoolCall roi_pool_call(const Ort::KernelContext& ctx, const RoIPoolAttributes& a) {
+  RoIPoolCall call;
+  call.x = ctx.GetInput(0);
+  call.rois = ctx.GetInput(1);
+  call.offset = optional_input(ctx, 2);
+  call.x_shape = shape_of(call.x);
+  call.rois_shape = shape_of(call.rois);
+  const Shape offset_shape = call.offset ? shape_of(call.offset) : Shape();
+  call.shape = checked_roi_pool_shape(a, call.x_shape, call.rois_shape,
+                                      call.offset ? &offset_shape : nullptr);
+  return call;
+}
+
 RoIPoolShape checked_roi_pool_shape(const RoIPoolAttributes& a, const Shape& x, const Shape& rois,
                                     const Shape* offset) {
   const std::string op = a.position_sensitive ? "PSDeformRoIPool" : "DeformRoIPool";
   RoIPoolShape s;
   check(op, check_roi_pool_shapes(x, rois, offset, a.pooled_h, a.pooled_w, a.spatial_scale,
-                                  a.sampling_ratio, a.gamma, a.aligned, a.position_sensitive,
-                                  &s));
+                                  a.sampling_ratio, a.gamma, a.aligned, a.position_sensitive, &s));
   fail_if(a.output_dim > 0 && a.output_dim != s.out_channels, op,
           message("output_dim=", a.output_dim, " but the input gives ", s.out_channels,
                   " output channels"));

@@ -54,9 +54,7 @@ T scalar_attribute(const Ort::ConstKernelInfo& info, const char* name, T fallbac
   }
 }
 
-inline Shape shape_of(const Ort::ConstValue& v) {
-  return v.GetTensorTypeAndShapeInfo().GetShape();
-}
+inline Shape shape_of(const Ort::ConstValue& v) { return v.GetTensorTypeAndShapeInfo().GetShape(); }
 
 // Optional input i: null when absent (past the end or given an empty name).
 inline Ort::ConstValue optional_input(const Ort::KernelContext& ctx, size_t i) {
@@ -88,11 +86,24 @@ struct DeformConvCall {
 };
 DeformConvCall deform_conv_call(Ort::KernelContext& ctx, const DeformConvAttributes& a);
 
+// One RoI pooling call: its inputs (offset null when absent), their shapes and the checked
+// geometry. Throws on bad shapes; the batch indices in rois are the binding's to check (they may
+// live on the device). output_shape(): [K, out_channels, pooled_h, pooled_w].
+struct RoIPoolCall {
+  Ort::ConstValue x{nullptr}, rois{nullptr}, offset{nullptr};
+  Shape x_shape, rois_shape;
+  RoIPoolShape shape;
+  Shape output_shape() const {
+    return {rois_shape[0], shape.out_channels, shape.pooled_h, shape.pooled_w};
+  }
+};
+RoIPoolCall roi_pool_call(const Ort::KernelContext& ctx, const RoIPoolAttributes& a);
+
 // Shape checks of one call; throw on bad input.
 DeformConvShape checked_deform_conv_shape(const DeformConvAttributes& a, const Shape& x,
                                           const Shape& w, const Shape& offset, const Shape* bias,
                                           const Shape* mask);
-RoIPoolShape checked_roi_pool_shape(const RoIPoolAttributes& a, const Shape& x,
-                                    const Shape& rois, const Shape* offset);
+RoIPoolShape checked_roi_pool_shape(const RoIPoolAttributes& a, const Shape& x, const Shape& rois,
+                                    const Shape* offset);
 
 }  // namespace dcn::ort

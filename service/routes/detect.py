@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from ..batcher import QueueFull, is_out_of_memory
 from ..images import CONTENT_TYPES, ImageError, check_content_type, decode
 from ..recent import Record
-from ..schemas import DetectResponse, Detection, Error, Timing
+from ..schemas import Detection, DetectResponse, Error, Timing
 from ..watchdog import not_ready
 
 router = APIRouter(tags=["detection"])
