@@ -30,8 +30,13 @@ RUN make .venv/.deps \
 # ONNX Runtime headers (changes only with the fetch script).
 COPY onnx_plugins/fetch_ort_headers.sh onnx_plugins/
 RUN make third_party/onnxruntime/onnxruntime_cxx_api.h
-# The code, then the build: model/_C (CPU, + CUDA), libdcn_ort.so (+ libdcn_ort_cuda.so).
-COPY . .
+# The sources the build reads, then the build: model/_C (CPU, + CUDA), libdcn_ort.so
+# (+ libdcn_ort_cuda.so). The venv on PATH gives torch's extension builder its ninja (parallel).
+ENV PATH=/opt/dcnserve/.venv/bin:$PATH
+COPY setup.py ./
+COPY csrc csrc
+COPY model model
+COPY onnx_plugins onnx_plugins
 RUN touch .venv/.deps third_party/onnxruntime/onnxruntime_cxx_api.h \
     && make build WITH_CUDA="$WITH_CUDA" MAX_JOBS="$(nproc)" \
     && rm -rf build .venv/requirements.txt
@@ -48,7 +53,8 @@ WORKDIR /opt/dcnserve
 COPY --from=build /opt/dcnserve/.venv /opt/dcnserve/.venv
 COPY --from=build /opt/dcnserve/model /opt/dcnserve/model
 COPY --from=build /opt/dcnserve/onnx_plugins /opt/dcnserve/onnx_plugins
-COPY --from=build /opt/dcnserve/service /opt/dcnserve/service
+# The service is not compiled: editing it rebuilds nothing.
+COPY service /opt/dcnserve/service
 ENV PATH=/opt/dcnserve/.venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     DCN_HOST=0.0.0.0 \

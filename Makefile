@@ -1,4 +1,5 @@
-# dcnserve: `make setup` (venv + build), `make test`, `make bench`, `make test-asan`.
+# dcnserve: `make setup` (venv + build), `make test`, `make bench`, `make test-asan`,
+# `make test-image`.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -17,7 +18,7 @@ EXTENSION := model/.built-cuda$(WITH_CUDA)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup build test bench test-asan clean serve browser lint-deploy
+.PHONY: setup build test bench test-asan clean serve browser lint-deploy test-image
 
 $(VENV)/.deps: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -101,13 +102,22 @@ $(COMPOSE_VENV)/.done:
 
 lint-deploy: build $(LINT_VENV)/.done $(COMPOSE_VENV)/.done
 	$(LINT_VENV)/bin/hadolint Dockerfile
-	$(COMPOSE_VENV)/bin/docker-compose -f docker-compose.yml --profile triton config -q
+	$(COMPOSE_VENV)/bin/docker-compose --profile triton config -q
+	$(COMPOSE_VENV)/bin/docker-compose -f docker-compose.yml -f docker-compose.cpu.yml \
+	  --profile triton config -q
 	$(LINT_VENV)/bin/kubernetes-validate --strict deploy/k8s/*.yaml
-	bash -n deploy/smoke.sh
+	bash -n deploy/smoke.sh && bash -n deploy/test_image.sh
 	$(PY) -m pytest -q tests/test_triton.py
 
 test: build browser lint-deploy
 	$(PY) -m pytest -q --ignore=tests/test_triton.py
+	$(MAKE) --no-print-directory test-image
+
+# The CPU variant of the image, built from a local Debian base and run with docker-compose:
+# health, smoke test, restart, graceful drain, Triton repository job (deploy/test_image.sh).
+# Needs root (apt-get, dockerd, debootstrap); no GPU, no registry images.
+test-image: $(VENV)/.deps
+	bash deploy/test_image.sh
 
 bench: build
 	$(PY) benchmarks/run.py
