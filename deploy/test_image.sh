@@ -12,7 +12,7 @@
 # Settings: DCN_BASE_IMAGE (tag of the local base, made when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY="$(realpath .venv/bin/python)"
+PY="$PWD/.venv/bin/python"   # not realpath: that would leave the venv
 export DCN_BASE_IMAGE="${DCN_BASE_IMAGE:-local/debian-minbase:bookworm}"
 export COMPOSE_PROJECT_NAME=dcnserve-test-image
 export COMPOSE_FILE=docker-compose.yml:docker-compose.cpu.yml
@@ -168,9 +168,11 @@ log "/readyz 200: $(cat "$work/ready.json")"
 compose_plugin
 bash deploy/smoke.sh "$base_url"
 
-log "restart: docker kill"
+# A crash: the server process killed from the host. (`docker kill` would not do: Docker counts it
+# as a manual stop, which the restart policy leaves stopped.)
+log "restart: the server process killed (SIGKILL)"
 restarts="$(docker inspect -f '{{.RestartCount}}' "$cid")"
-docker kill "$cid" >/dev/null
+kill -KILL "$(docker inspect -f '{{.State.Pid}}' "$cid")"
 for _ in $(seq 60); do
   [ "$(docker inspect -f '{{.RestartCount}}' "$cid")" -gt "$restarts" ] && break
   sleep 1
