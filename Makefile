@@ -1,4 +1,5 @@
-# dcnserve: `make setup` (venv + build), `make test`, `make bench`, `make fuzz`, `make test-asan`.
+# dcnserve: `make setup` (venv + build), `make test`, `make bench`, `make fuzz`, `make test-asan`,
+# `make test-image`, `make mutants`, `make lint`, `make gpu-check`.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -17,7 +18,8 @@ EXTENSION := model/.built-cuda$(WITH_CUDA)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup build test bench fuzz test-asan clean serve browser lint lint-cpp lint-deploy mutants gpu-check
+.PHONY: setup build test bench fuzz test-asan clean serve browser lint lint-cpp lint-deploy mutants \
+  gpu-check test-image
 
 $(VENV)/.deps: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -104,9 +106,11 @@ $(COMPOSE_VENV)/.done:
 
 lint-deploy: build $(LINT_VENV)/.done $(COMPOSE_VENV)/.done
 	$(LINT_VENV)/bin/hadolint Dockerfile
-	$(COMPOSE_VENV)/bin/docker-compose -f docker-compose.yml --profile triton config -q
+	$(COMPOSE_VENV)/bin/docker-compose --profile triton config -q
+	$(COMPOSE_VENV)/bin/docker-compose -f docker-compose.yml -f docker-compose.cpu.yml \
+	  --profile triton config -q
 	$(LINT_VENV)/bin/kubernetes-validate --strict deploy/k8s/*.yaml
-	bash -n deploy/smoke.sh
+	bash -n deploy/smoke.sh && bash -n deploy/test_image.sh
 	$(PY) -m pytest -q tests/test_triton.py
 
 # C++/CUDA formatting (.clang-format) with Debian's clang-format (14 in bookworm; installed when
@@ -128,6 +132,13 @@ lint: $(VENV)/.deps lint-cpp
 
 test: build browser lint lint-deploy
 	$(PY) -m pytest -q --ignore=tests/test_triton.py
+	$(MAKE) --no-print-directory test-image
+
+# The CPU variant of the image, built from a local Debian base and run with docker-compose:
+# health, smoke test, restart, graceful drain, Triton repository job (deploy/test_image.sh).
+# Needs root (apt-get, dockerd, debootstrap); no GPU, no registry images.
+test-image: $(VENV)/.deps
+	bash deploy/test_image.sh
 
 # Deliberate breakages of the service's promises, applied one at a time to a scratch copy; each
 # must turn a test red (tests/mutants/: the list is data, update its snippets when code moves).
