@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from gpu_timing import gpu_benchmark_args, median_ms, write_json  # noqa: E402
 
-from model.inference import load_detector  # noqa: E402
+from model.inference import load_model  # noqa: E402
 
 
 def sample_images(count: int, device: str):
@@ -74,8 +74,7 @@ def images_per_second(fn, inputs, args):
 
 def main():
     args = gpu_benchmark_args(__doc__)
-    detector = load_detector(device=args.device)
-    model = detector.model
+    model = load_model()[0].to(args.device)
     scripted = torch.jit.script(model)
     cuda = args.device.startswith("cuda")
     batches = (1,) if args.quick else (1, 8, 32)

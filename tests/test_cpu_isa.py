@@ -83,7 +83,7 @@ def test_unrunnable_or_unknown_variant_falls_back_to_the_best():
     best = "avx512" if FEATURES["avx512"] <= flags else "avx2" if FEATURES["avx2"] <= flags \
         else "baseline"
     forced = "sse9" if best == "avx512" else "avx512"  # one process: the choice is read once
-    code = "import model, torch; print(torch.ops.dcn._cpu_isa())"
+    code = "import model.ops, torch; print(torch.ops.dcn._cpu_isa())"
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                           env=dict(os.environ, DCN_CPU_ISA=forced), timeout=300)
     assert done.stdout.strip() == best, done.stderr[-2000:]

@@ -5,6 +5,7 @@ import asyncio
 import re
 import threading
 import time
+from types import SimpleNamespace
 
 import httpx
 import numpy as np
@@ -45,6 +46,21 @@ class CountingBackend:
             self.batches.append(len(images))
         time.sleep(self.delay)
         return [fake_result(3) for _ in images]
+
+    # the tile interface the service uses (service.backend.Backend): one tile per image
+    def count_tiles(self, height, width):
+        return 1
+
+    def plan(self, image):
+        return SimpleNamespace(tiles=[image])
+
+    def run_tiles(self, tiles):
+        return self.predict(list(tiles), 0.0, 2**31 - 1)
+
+    def merge(self, plan, outputs, score_threshold, max_detections):
+        result = outputs[0]
+        keep = np.nonzero(result["scores"] >= score_threshold)[0][:max_detections]
+        return {k: v[keep] for k, v in result.items()}
 
     def sampling_points(self, image, x, y):
         return [{"layer": "fake", "points": np.array([[x, y]]), "weights": np.ones(1)}]
