@@ -11,7 +11,7 @@ import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from service_support import encode, live_server
+from service_support import FakeBackend, encode, live_server
 from test_service_http import png_claiming
 
 from service.app import create_app
@@ -99,6 +99,20 @@ def test_stop_runs_every_queued_request_to_a_result():
 
     results = asyncio.run(main())
     assert predict.images == 7 and [len(r["scores"]) for r in results] == [3] * 7
+
+
+def test_no_batch_exceeds_max_batch_size():
+    backend = FakeBackend(tile=4)  # a 4 x 28 image is 7 tiles
+
+    async def main():
+        b = Batcher(backend, max_batch_size=3, max_delay_s=0.05, queue_size=16)
+        b.start()
+        job = await b.submit(np.zeros((4, 28, 3), np.uint8), 0.0, 10)
+        await b.stop()
+        return job.future.result()
+
+    assert len(asyncio.run(main())["boxes"]) == 7
+    assert [len(batch) for batch in backend.batches] == [3, 3, 1]
 
 
 def test_partial_batch_closes_at_max_delay_not_later():

@@ -128,8 +128,7 @@ MUTANTS = [
      "promise": "a batch closes at max_batch_size images",
      "edits": [("service/batcher.py", "room = self.max_batch_size - len(batch)",
                 "room = self.max_batch_size + 1 - len(batch)")],
-     "tests": [f"{BATCHER_TESTS}::test_full_batch_runs_at_once_and_each_request_gets_its_own"
-               "_filtering"]},
+     "tests": [f"{PROMISES}::test_no_batch_exceeds_max_batch_size"]},
     {"name": "requests_share_one_filter",
      "promise": "each request gets its own filtered detections",
      "edits": [("service/batcher.py",
