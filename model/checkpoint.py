@@ -10,8 +10,10 @@ from typing import Any, Dict, Tuple
 
 FORMAT = "dcnserve-detector/1"
 # Parameters renamed since a checkpoint format was first shipped: old prefix -> new prefix.
-# (The box pooler became a composition of layers.DeformRoIPool, which owns the offset fc.)
-RENAMED = {"roi_heads.box_roi_pool.offset_fc.": "roi_heads.box_roi_pool.roi_pool.offset_fc."}
+# (The box pooler became a composition of layers.DeformRoIPool, which owns the offset fc; then it
+# took over the box head's first layer, applied per FPN level.)
+RENAMED = {"roi_heads.box_roi_pool.offset_fc.": "roi_heads.box_roi_pool.roi_pool.offset_fc.",
+           "roi_heads.box_head.fc6.": "roi_heads.box_roi_pool.fc6."}
 DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights",
                                   "dcn_mobilenet_v2_fpn_trees")
 
@@ -38,6 +40,12 @@ def save(model, config: Dict[str, Any], stem: str, half: bool = False) -> None:
     with open(config_path + ".tmp", "w") as f:
         json.dump({"format": FORMAT, **config}, f, indent=2, sort_keys=True)
     os.replace(config_path + ".tmp", config_path)
+
+
+def current_names(state: Dict[str, Any], reference) -> Dict[str, Any]:
+    """`state` with parameters of older layouts renamed to `reference`'s (a state dict or the
+    set of its keys)."""
+    return {_current_name(k, reference): v for k, v in state.items()}
 
 
 def _current_name(name: str, reference) -> str:
@@ -76,7 +84,7 @@ def load_weights(model, stem: str):
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{weights_path} is not a valid safetensors file: {e}") from None
     reference = model.state_dict()
-    state = {_current_name(k, reference): v for k, v in state.items()}
+    state = current_names(state, reference)
     missing = sorted(set(reference) - set(state))
     unexpected = sorted(set(state) - set(reference))
     wrong = [k for k in reference if k in state and state[k].shape != reference[k].shape]

@@ -21,7 +21,10 @@ def load_torchvision_weights(detector: nn.Module,
     Raises ValueError naming the keys when the architectures do not match (anything missing
     other than the deformable predictors, or anything left over).
     """
+    from .checkpoint import current_names
+
     state = source.state_dict() if isinstance(source, nn.Module) else source
+    state = current_names(state, detector.state_dict())  # e.g. fc6, applied by the DCN pooler
     try:
         missing, unexpected = detector.load_state_dict(state, strict=False)
     except RuntimeError as e:  # shape mismatches

@@ -53,18 +53,27 @@ class MultiScaleDeformRoIPool(nn.Module):
     RoIAlign boxes as torchvision. Zero offsets (the initialisation) reproduce
     MultiScaleRoIAlign exactly.
 
+    `fc6`, when given, is the box head's first layer (TwoMLPHead.fc6), applied to each level's
+    pooled RoIs before they are put back in RoI order: the [K, C * 7 * 7] pooled features of all
+    RoIs never exist as one tensor (the head then starts at its ReLU, see ProjectedTwoMLPHead).
+
     forward(features: Dict[str, Tensor[N, C, H_l, W_l]], proposals: List[Tensor[K_i, 4]],
-    image_shapes: List[(h, w)]) -> Tensor[sum K_i, C, out_h, out_w]
+    image_shapes: List[(h, w)]) -> Tensor[sum K_i, C, out_h, out_w], or [sum K_i,
+    fc6.out_features] with fc6
     """
 
     def __init__(self, featmap_names: Sequence[str], channels: int, output_size: int = 7,
                  sampling_ratio: int = 2, gamma: float = 0.1, canonical_scale: int = 224,
-                 canonical_level: int = 4) -> None:
+                 canonical_level: int = 4, fc6: Optional[nn.Linear] = None) -> None:
         super().__init__()
         self.featmap_names = list(featmap_names)
         self.canonical_scale, self.canonical_level = canonical_scale, canonical_level
         self.roi_pool = DeformRoIPool(channels, output_size, 1.0, sampling_ratio, gamma,
                                       aligned=False)
+        self.project = fc6 is not None
+        self.fc6 = fc6 if fc6 is not None else nn.Identity()
+        self.out_shape: List[int] = ([fc6.out_features] if fc6 is not None
+                                     else [channels] + list(self.roi_pool.output_size))
 
     def forward(self, features: Dict[str, Tensor], proposals: List[Tensor],
                 image_shapes: List[Tuple[int, int]]) -> Tensor:
@@ -85,11 +94,27 @@ class MultiScaleDeformRoIPool(nn.Module):
         for i, boxes in enumerate(proposals):
             indexed.append(torch.cat([torch.full_like(boxes[:, :1], float(i)), boxes], 1))
         rois = torch.cat(indexed)
-        out = rois.new_zeros((rois.shape[0], x[0].shape[1]) + self.roi_pool.output_size)
+        shape: List[int] = [rois.shape[0]] + self.out_shape
+        out = torch.zeros(shape, dtype=x[0].dtype, device=x[0].device)
         for level, (feature, scale) in enumerate(zip(x, scales)):
             idx = torch.where(levels == level)[0]
-            out[idx] = self.roi_pool(feature, rois[idx], scale).to(out.dtype)
+            pooled = self.roi_pool(feature, rois[idx], scale)
+            if self.project:
+                pooled = self.fc6(pooled.flatten(1))
+            out[idx] = pooled.to(out.dtype)
         return out
+
+
+class ProjectedTwoMLPHead(nn.Module):
+    """TwoMLPHead after a pooler that already applied its fc6 (MultiScaleDeformRoIPool):
+    [K, representation] -> relu -> fc7 -> relu -> [K, representation]."""
+
+    def __init__(self, fc7: nn.Linear) -> None:
+        super().__init__()
+        self.fc7 = fc7
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.relu(self.fc7(torch.relu(x)))
 
 
 def _deformable_mobilenet_v2(deformable_blocks: int, weights_path: Optional[str]) -> nn.Module:
@@ -129,8 +154,11 @@ def _detector(backbone: nn.Module, num_classes: int, deformable_roi_pool: bool,
     if deformable_roi_pool:
         # FasterRCNN's constructor accepts only MultiScaleRoIAlign poolers; RoIHeads calls any
         # module with the same forward signature, so ours goes in after construction.
-        model.roi_heads.box_roi_pool = MultiScaleDeformRoIPool(["0", "1", "2", "3"],
-                                                               backbone.out_channels)
+        # The head's fc6 runs per level inside the pooler (see MultiScaleDeformRoIPool).
+        head = model.roi_heads.box_head
+        model.roi_heads.box_roi_pool = MultiScaleDeformRoIPool(
+            ["0", "1", "2", "3"], backbone.out_channels, fc6=head.fc6)
+        model.roi_heads.box_head = ProjectedTwoMLPHead(head.fc7)
     return model
 
 

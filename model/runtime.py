@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Protocol
 
 import numpy as np
 
-FORMAT = "dcnserve-runtime/2"
+FORMAT = "dcnserve-runtime/3"  # 3: the box head's fc6 runs per FPN level inside the pooler
 
 
 class DeviceOutOfMemory(MemoryError):

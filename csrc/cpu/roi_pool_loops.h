@@ -48,20 +48,108 @@ void for_each_roi_bin(const Parallel& par, const RoIPoolShape& s, const T* rois,
   });
 }
 
-// out [K, out_channels, ph, pw] from input [N, C, H, W].
+// A bin's samples as a stencil: the distinct map pixels its taps read (index into one H x W
+// plane) with the summed weight of every tap on each, already divided by the bin's sample count.
+// The bin's pooled value on any channel is then sum_j w[j] * channel[idx[j]]: for a 2 x 2 grid
+// in a bin under a pixel wide (small RoIs) 16 taps shrink to 4-9 reads per channel.
+template <typename A>
+struct BinStencil {
+  std::vector<int> idx;
+  std::vector<A> w;
+
+  void collect(const RoIBin<A>& bin, int height, int width) {
+    idx.clear();
+    w.clear();
+    const A inv = A(1) / roi_bin_count(bin);
+    BinSamples<A>{bin, height, width}([&](const BilinearTaps<A>& t) {
+      for (int i = 0; i < 4; ++i)
+        if (t.w[i] != A(0)) add(t.idx[i], t.w[i] * inv);
+    });
+  }
+
+ private:
+  // Repeats sit close together (neighbouring samples, neighbouring corners): look back a few
+  // entries only, so a huge adaptive grid stays linear (a missed repeat is just a second read).
+  void add(int at, A weight) {
+    const size_t n = idx.size(), stop = n > 8 ? n - 8 : 0;
+    for (size_t j = n; j > stop; --j) {
+      if (idx[j - 1] == at) {
+        w[j - 1] += weight;
+        return;
+      }
+    }
+    idx.push_back(at);
+    w.push_back(weight);
+  }
+};
+
+// [N, C, H, W] -> [N, H, W, C], one (image, row) per loop item.
+template <typename Parallel, typename T>
+void to_channels_last(const Parallel& par, const T* in, int64_t n_images, int64_t channels,
+                      int64_t height, int64_t width, T* out) {
+  const int64_t plane = height * width;
+  par.run(0, n_images * height, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t row = lo; row < hi; ++row) {
+      const int64_t n = row / height, y = row % height;
+      const T* src = in + n * channels * plane + y * width;
+      T* dst = out + (n * plane + y * width) * channels;
+      for (int64_t c = 0; c < channels; ++c)
+        for (int64_t x = 0; x < width; ++x) dst[x * channels + c] = src[c * plane + x];
+    }
+  });
+}
+
+// out [K, out_channels, ph, pw] from input [N, C, H, W]. The plain variant pools a channels-last
+// copy of the input, every bin's stencil applied to all channels at once (contiguous, SIMD); the
+// position-sensitive one reads a different channel per bin and loops over planes.
 template <typename A, typename Parallel, typename T>
 void roi_pool_forward_rows(const Parallel& par, const RoIPoolShape& s, const T* input,
                            const T* rois, const T* offset, int64_t k_rois, T* out) {
   const int64_t bins = int64_t(s.pooled_h) * s.pooled_w;
-  for_each_roi_bin<A>(
-      par, s, rois, offset, k_rois,
-      [&](const RoIBin<A>&, const CachedBinSamples<A>& samples, int64_t n, int64_t b) {
-        const int ph = static_cast<int>(b / s.pooled_w), pw = static_cast<int>(b % s.pooled_w);
-        const T* first = input + roi_input_plane<A>(s, rois, n, 0, ph, pw);
-        for (int c = 0; c < s.out_channels; ++c)
-          out[(n * s.out_channels + c) * bins + b] =
-              T(roi_bin_average<A>(first + c * s.channel_step(), samples));
-      });
+  if (s.position_sensitive) {
+    for_each_roi_bin<A>(
+        par, s, rois, offset, k_rois,
+        [&](const RoIBin<A>&, const CachedBinSamples<A>& samples, int64_t n, int64_t b) {
+          const int ph = static_cast<int>(b / s.pooled_w), pw = static_cast<int>(b % s.pooled_w);
+          const T* first = input + roi_input_plane<A>(s, rois, n, 0, ph, pw);
+          for (int c = 0; c < s.out_channels; ++c)
+            out[(n * s.out_channels + c) * bins + b] =
+                T(roi_bin_average<A>(first + c * s.channel_step(), samples));
+        });
+    return;
+  }
+  if (k_rois == 0) return;
+  const int64_t channels = s.channels, plane = int64_t(s.height) * s.width;
+  int64_t n_images = 0;  // only the images some RoI reads are staged
+  for (int64_t n = 0; n < k_rois; ++n) {
+    const int64_t batch = static_cast<int64_t>(A(rois[n * 5])) + 1;
+    n_images = batch > n_images ? batch : n_images;
+  }
+  std::vector<T> staged(static_cast<size_t>(n_images * plane * channels));
+  to_channels_last(par, input, n_images, channels, s.height, s.width, staged.data());
+  par.run(0, k_rois, 1, [&](int64_t lo, int64_t hi) {
+    BinStencil<A> stencil;
+    std::vector<A> acc(static_cast<size_t>(channels));
+    A* sum = acc.data();
+    for (int64_t n = lo; n < hi; ++n) {
+      const T* image = staged.data() + static_cast<int64_t>(A(rois[n * 5])) * plane * channels;
+      T* roi_out = out + n * channels * bins;
+      for (int64_t b = 0; b < bins; ++b) {
+        stencil.collect(roi_bin_at<A>(s, rois, offset, n, static_cast<int>(b / s.pooled_w),
+                                      static_cast<int>(b % s.pooled_w)),
+                        s.height, s.width);
+        DCN_SIMD
+        for (int64_t c = 0; c < channels; ++c) sum[c] = A(0);
+        for (size_t j = 0; j < stencil.idx.size(); ++j) {
+          const T* pixel = image + int64_t(stencil.idx[j]) * channels;
+          const A wj = stencil.w[j];
+          DCN_SIMD
+          for (int64_t c = 0; c < channels; ++c) sum[c] += wj * A(pixel[c]);
+        }
+        for (int64_t c = 0; c < channels; ++c) roi_out[c * bins + b] = T(sum[c]);
+      }
+    }
+  });
 }
 
 // grad_input [N, C, H, W] (accumulation type) += the spread of grad [K, out_channels, ph, pw].
