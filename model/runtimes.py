@@ -19,7 +19,35 @@ from .runtime import FORMAT
 from .tiling import TiledDetector
 
 KINDS = ("torch", "torchscript", "onnxruntime")
+BACKENDS = ("auto",) + KINDS  # what load_runtime and the service accept
 DEVICES = ("cpu", "cuda", "auto")
+
+
+def _has_cuda_gpu() -> bool:
+    try:
+        import torch
+    except ImportError:  # a torch-free install: ONNX Runtime's CUDA provider says
+        import onnxruntime as ort
+
+        return "CUDAExecutionProvider" in ort.get_available_providers()
+    return torch.cuda.is_available()
+
+
+def auto_kind(device: str = "auto") -> str:
+    """The fastest runtime with the same detections on `device` ("cpu", "cuda" or "auto"), as
+    measured (benchmarks/before_after.py, README "Speed"): ONNX Runtime with the dcn op library
+    on the CPU (eager PyTorch if that library or onnxruntime is missing); eager PyTorch on CUDA,
+    whose kernels the GPU check covers (no GPU figure has ranked the runtimes there yet)."""
+    if device not in DEVICES:
+        raise ValueError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    if device == "cuda" or (device == "auto" and _has_cuda_gpu()):
+        return "torch"
+    import importlib.util
+
+    import onnx_plugins
+
+    usable = importlib.util.find_spec("onnxruntime") is not None and onnx_plugins.has_library()
+    return "onnxruntime" if usable else "torch"
 
 
 def resolve_device(kind: str, device: str) -> str:
@@ -82,10 +110,13 @@ def exported_runtime(kind: str, checkpoint: Optional[str] = None,
 
 def load_runtime(kind: str = "torch", checkpoint: Optional[str] = None, device: str = "cpu",
                  cache_dir: Optional[str] = None, threads: int = 0) -> TiledDetector:
-    """The checkpoint (stem; default: the shipped model) on runtime `kind`, on `device` ("cpu",
-    "cuda" or "auto"); threads: intra-op threads (0: the runtime's default)."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown backend {kind!r}; choose one of {', '.join(KINDS)}")
+    """The checkpoint (stem; default: the shipped model) on runtime `kind` ("auto": see
+    auto_kind; the chosen one is `.runtime.kind`), on `device` ("cpu", "cuda" or "auto");
+    threads: intra-op threads (0: the runtime's default)."""
+    if kind not in BACKENDS:
+        raise ValueError(f"unknown backend {kind!r}; choose one of {', '.join(BACKENDS)}")
+    if kind == "auto":
+        kind = auto_kind(device)
     device = resolve_device(kind, device)
     if kind == "onnxruntime":
         from .runtime_onnx import OnnxRuntimeRuntime

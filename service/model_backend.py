@@ -17,7 +17,8 @@ class ModelBackend:
     def __init__(self, kind: str, checkpoint: Optional[str], device: str,
                  cache_dir: Optional[str] = None, threads: int = 0, tta: int = 1) -> None:
         self.detector = load_runtime(kind, checkpoint, device, cache_dir, threads)
-        self.name, self.device, self.tta = kind, self.detector.runtime.device, tta
+        runtime = self.detector.runtime
+        self.name, self.device, self.tta = runtime.kind, runtime.device, tta  # auto resolved
         self.model_name = os.path.basename(checkpoint or DEFAULT_CHECKPOINT)
         self.classes = list(self.detector.config.get("classes", []))
 

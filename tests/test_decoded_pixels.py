@@ -120,7 +120,8 @@ def test_served_detections_equal_the_in_process_models():
     want = load_runtime("torch").predict([image.copy()], score_threshold=0.2,
                                          max_detections=300)[0]
     assert len(want["boxes"]) >= 5
-    with TestClient(create_app(Settings(device="cpu", max_batch_size=1))) as client:
+    with TestClient(create_app(Settings(backend="torch", device="cpu",
+                                        max_batch_size=1))) as client:
         for _ in range(600):
             if client.get("/readyz").status_code == 200:
                 break

@@ -96,3 +96,21 @@ def test_tile_count_is_known_before_planning_and_the_steps_equal_predict():
     whole = backend.predict([wide], 0.2, 100)[0]
     for key in ("boxes", "scores", "labels"):
         np.testing.assert_allclose(stepped[key], whole[key], rtol=1e-4, atol=1e-3)
+
+
+def test_auto_backend_picks_onnxruntime_on_the_cpu_and_falls_back_to_torch(monkeypatch,
+                                                                            runtime_cache):
+    import onnx_plugins
+    from model import runtimes
+
+    assert Settings().backend == "auto"
+    assert runtimes.auto_kind("cpu") == "onnxruntime"  # the measured fastest on a CPU
+    assert runtimes.auto_kind("cuda") == "torch"  # unranked on a GPU: the CUDA-checked path
+    detector = runtimes.load_runtime("auto", cache_dir=runtime_cache)
+    assert detector.runtime.kind == "onnxruntime"
+    monkeypatch.setattr(onnx_plugins, "has_library", lambda cuda=False: False)
+    assert runtimes.auto_kind("cpu") == "torch"  # no op library built: eager, not a failure
+    with pytest.raises(ValueError, match="unknown device"):
+        runtimes.auto_kind("tpu")
+    with pytest.raises(ValueError, match="auto, torch, torchscript, onnxruntime"):
+        runtimes.load_runtime("tensorrt")

@@ -1,4 +1,5 @@
-"""The HTTP service on the shipped model (torch backend), served by uvicorn: /detect, /offsets,
+"""The HTTP service on the shipped model (default settings: the auto backend, ONNX Runtime on
+this CPU), served by uvicorn: /detect, /offsets,
 health and metrics, bad input and overload. Real photos only."""
 import asyncio
 import io
@@ -19,10 +20,10 @@ LIMIT = 3 * 2**20
 
 
 @pytest.fixture(scope="module")
-def url(tmp_path_factory):
+def url(runtime_cache):
     settings = Settings(max_batch_size=4, max_delay_ms=20, queue_size=8, max_upload_bytes=LIMIT,
                         max_image_pixels=20_000_000, request_timeout_s=120,
-                        cache_dir=str(tmp_path_factory.mktemp("cache")))
+                        cache_dir=runtime_cache)
     with live_server(create_app(settings)) as base:
         yield base
 
@@ -46,7 +47,8 @@ def detect(client, body: bytes, content_type="image/png", **params):
 def test_health_and_readiness(client):
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz").json()
-    assert ready["status"] == "ready" and ready["backend"] == "torch"
+    # the default backend "auto" is ONNX Runtime with the dcn op library on a CPU
+    assert ready["status"] == "ready" and ready["backend"] == "onnxruntime"
     assert ready["model"] == "dcn_mobilenet_v2_fpn_trees"
 
 
