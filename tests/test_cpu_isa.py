@@ -62,6 +62,19 @@ def check_variant(name: str) -> None:
     got = onnx_plugins.session(model).run(None, feeds)[0]
     ref = want["out"].detach().numpy()
     np.testing.assert_array_less(np.abs(got - ref), 74 * 9 * 2.0**-23 * 8 * np.abs(ref).max())
+    # RoI pooling's channel blocks (csrc/cpu/roi_pool_rows.inc): 37 channels = 2 blocks of 16 and
+    # a remainder, against torchvision's roi_align at zero offsets, torch op and plugin.
+    feature = torch.randn(2, 37, 12, 11)
+    rois = torch.tensor([[0, 1.0, 2.0, 60.0, 50.0], [1, 10.0, 0.0, 40.0, 90.0],
+                         [1, -5.0, 3.0, 30.0, 20.0]])
+    expected = torchvision.ops.roi_align(feature.double(), rois.double(), (3, 3), 1 / 8, 2,
+                                         aligned=True)
+    pooled = ops.deform_roi_pool(feature, rois, None, (3, 3), 1 / 8, 2)
+    assert (pooled.double() - expected).abs().max().item() < 1e-5
+    model = single_node_model("DeformRoIPool", "dcn", ["X", "R"], pooled_size=[3, 3],
+                              spatial_scale=1 / 8, sampling_ratio=2, gamma=0.1, aligned=1)
+    got = onnx_plugins.session(model).run(None, {"X": feature.numpy(), "R": rois.numpy()})[0]
+    np.testing.assert_allclose(got, expected.numpy(), atol=1e-5)
     print("checked", name)
 
 

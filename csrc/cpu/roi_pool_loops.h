@@ -99,12 +99,15 @@ void to_channels_last(const Parallel& par, const T* in, int64_t n_images, int64_
   });
 }
 
-// out [K, out_channels, ph, pw] from input [N, C, H, W]. The plain variant pools a channels-last
-// copy of the input, every bin's stencil applied to all channels at once (contiguous, SIMD); the
-// position-sensitive one reads a different channel per bin and loops over planes.
-template <typename A, typename Parallel, typename T>
+// out [K, out_channels, ph, pw] from input [N, C, H, W]. The plain variant stages a channels-last
+// copy of the images the RoIs read, then `rows(staged, lo, hi)` pools RoIs lo .. hi-1 from it:
+// the ISA-compiled roi_pool_stencil_rows of csrc/cpu/roi_pool_rows.inc, every bin's stencil
+// applied to all channels at once. The position-sensitive variant reads a different channel per
+// bin and loops over planes (`rows` unused).
+template <typename A, typename Parallel, typename T, typename Rows>
 void roi_pool_forward_rows(const Parallel& par, const RoIPoolShape& s, const T* input,
-                           const T* rois, const T* offset, int64_t k_rois, T* out) {
+                           const T* rois, const T* offset, int64_t k_rois, T* out,
+                           const Rows& rows) {
   const int64_t bins = int64_t(s.pooled_h) * s.pooled_w;
   if (s.position_sensitive) {
     for_each_roi_bin<A>(
@@ -119,37 +122,14 @@ void roi_pool_forward_rows(const Parallel& par, const RoIPoolShape& s, const T* 
     return;
   }
   if (k_rois == 0) return;
-  const int64_t channels = s.channels, plane = int64_t(s.height) * s.width;
   int64_t n_images = 0;  // only the images some RoI reads are staged
   for (int64_t n = 0; n < k_rois; ++n) {
     const int64_t batch = static_cast<int64_t>(A(rois[n * 5])) + 1;
     n_images = batch > n_images ? batch : n_images;
   }
-  std::vector<T> staged(static_cast<size_t>(n_images * plane * channels));
-  to_channels_last(par, input, n_images, channels, s.height, s.width, staged.data());
-  par.run(0, k_rois, 1, [&](int64_t lo, int64_t hi) {
-    BinStencil<A> stencil;
-    std::vector<A> acc(static_cast<size_t>(channels));
-    A* sum = acc.data();
-    for (int64_t n = lo; n < hi; ++n) {
-      const T* image = staged.data() + static_cast<int64_t>(A(rois[n * 5])) * plane * channels;
-      T* roi_out = out + n * channels * bins;
-      for (int64_t b = 0; b < bins; ++b) {
-        stencil.collect(roi_bin_at<A>(s, rois, offset, n, static_cast<int>(b / s.pooled_w),
-                                      static_cast<int>(b % s.pooled_w)),
-                        s.height, s.width);
-        DCN_SIMD
-        for (int64_t c = 0; c < channels; ++c) sum[c] = A(0);
-        for (size_t j = 0; j < stencil.idx.size(); ++j) {
-          const T* pixel = image + int64_t(stencil.idx[j]) * channels;
-          const A wj = stencil.w[j];
-          DCN_SIMD
-          for (int64_t c = 0; c < channels; ++c) sum[c] += wj * A(pixel[c]);
-        }
-        for (int64_t c = 0; c < channels; ++c) roi_out[c * bins + b] = T(sum[c]);
-      }
-    }
-  });
+  std::vector<T> staged(static_cast<size_t>(n_images * s.height * s.width * s.channels));
+  to_channels_last(par, input, n_images, s.channels, s.height, s.width, staged.data());
+  par.run(0, k_rois, 1, [&](int64_t lo, int64_t hi) { rows(staged.data(), lo, hi); });
 }
 
 // grad_input [N, C, H, W] (accumulation type) += the spread of grad [K, out_channels, ph, pw].

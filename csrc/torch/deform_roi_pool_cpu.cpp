@@ -1,23 +1,30 @@
-// CPU kernels for deformable RoI pooling: parallel loops over csrc/kernels/deform_roi_pool.h.
+// CPU kernels for deformable RoI pooling: parallel loops over csrc/kernels/deform_roi_pool.h; the
+// forward's SIMD channel loops compiled per instruction set (deform_roi_pool_cpu_loops.inc).
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include "../cpu/isa.h"
 #include "../cpu/roi_pool_loops.h"
 #include "deform_roi_pool_driver.h"
 #include "tensor_args.h"
+
+namespace dcn {
+using RoIForward = void (*)(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                            const RoIPoolShape&, at::Tensor&);
+}  // namespace dcn
+
+#define DCN_ISA_FILE "../torch/deform_roi_pool_cpu_loops.inc"
+#include "../cpu/isa_variants.inc"
 
 namespace dcn {
 namespace {
 
 void forward_cpu(const at::Tensor& input, const at::Tensor& rois, const at::Tensor& offset,
                  const RoIPoolShape& s, at::Tensor& out) {
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "roi_fwd", [&] {
-    roi_pool_forward_rows<at::opmath_type<scalar_t>>(
-        AtenParallel(), s, input.data_ptr<scalar_t>(), rois.data_ptr<scalar_t>(),
-        data_or_null<scalar_t>(offset), rois.size(0), out.data_ptr<scalar_t>());
-  });
+  static const RoIForward best = DCN_PICK_ISA(kRoIForward);
+  best(input, rois, offset, s, out);
 }
 
 void backward_input_cpu(const at::Tensor& grad, const at::Tensor& rois, const at::Tensor& offset,
