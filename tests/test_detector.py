@@ -52,3 +52,48 @@ def test_plain_ablation_has_no_deformable_parts():
     model = dcn_mobilenet_v2_fpn(deformable=False, pretrained_backbone=False)
     assert not any(isinstance(m, ModulatedDeformConv2d) for m in model.modules())
     assert isinstance(model.roi_heads.box_roi_pool, torchvision.ops.MultiScaleRoIAlign)
+
+
+def test_pooler_applies_fc6_per_level_as_the_head_would_after_pooling():
+    """The box head's fc6 runs per FPN level inside the pooler: equal to pooling every RoI, then
+    fc6 on the whole [K, C*7*7] (torchvision's order), for two images whose RoIs span levels,
+    with trained-like (non-zero) offsets; TorchScript included."""
+    torch.manual_seed(0)
+    fc6 = torch.nn.Linear(8 * 7 * 7, 16)
+    projected = MultiScaleDeformRoIPool(["0", "1", "2"], 8, fc6=fc6).eval()
+    plain = MultiScaleDeformRoIPool(["0", "1", "2"], 8).eval()
+    plain.load_state_dict(projected.state_dict(), strict=False)
+    for pool in (projected, plain):
+        torch.nn.init.normal_(pool.roi_pool.offset_fc.weight, std=0.01)
+    plain.roi_pool.offset_fc.load_state_dict(projected.roi_pool.offset_fc.state_dict())
+    features = {"0": torch.randn(2, 8, 32, 32), "1": torch.randn(2, 8, 16, 16),
+                "2": torch.randn(2, 8, 8, 8)}
+    boxes = [torch.tensor([[4.0, 4.0, 40.0, 30.0], [10.0, 10.0, 250.0, 240.0],
+                           [0.0, 0.0, 120.0, 130.0]]),
+             torch.tensor([[50.0, 60.0, 70.0, 90.0], [5.0, 5.0, 200.0, 100.0]])]
+    shapes = [(256, 256), (256, 256)]
+    with torch.no_grad():
+        want = fc6(plain(features, boxes, shapes).flatten(1))
+        got = projected(features, boxes, shapes)
+        scripted = torch.jit.script(projected)(features, boxes, shapes)
+    assert got.shape == (5, 16)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(scripted, want, rtol=1e-5, atol=1e-5)
+
+
+def test_checkpoints_from_before_the_projected_pooler_still_load(tmp_path):
+    """Checkpoints saved with fc6 under roi_heads.box_head (the shipped one too) load into the
+    detector whose pooler owns it (model.checkpoint.RENAMED)."""
+    from safetensors.torch import save_file
+
+    from model import checkpoint
+
+    model = dcn_mobilenet_v2_fpn(pretrained_backbone=False)
+    state = {k.replace("roi_heads.box_roi_pool.fc6.", "roi_heads.box_head.fc6."): v.clone()
+             for k, v in model.state_dict().items()}
+    assert "roi_heads.box_head.fc6.weight" in state
+    save_file(state, str(tmp_path / "old.safetensors"))
+    fresh = dcn_mobilenet_v2_fpn(pretrained_backbone=False)
+    checkpoint.load_weights(fresh, str(tmp_path / "old"))
+    assert torch.equal(fresh.roi_heads.box_roi_pool.fc6.weight,
+                       state["roi_heads.box_head.fc6.weight"])

@@ -89,3 +89,13 @@ def test_runtime_exports_are_cached_and_validated(tmp_path):
         load_runtime("tensorrt")
     with pytest.raises(ValueError, match="not a onnxruntime runtime"):
         OnnxRuntimeRuntime(str(tmp_path / folder))
+
+
+def test_tile_overlap_is_what_the_largest_annotated_crown_needs(detector):
+    """Every crown fits whole in some tile (overlap >= the largest annotated crown), and the
+    overlap is no larger than that needs (within one percent of the tile)."""
+    largest = max(float((a.boxes[:, 2:] - a.boxes[:, :2]).max())
+                  for a in data.load_split(data.TRAIN_IMAGES + data.VAL_IMAGES))
+    size = detector.tile_size
+    overlap = size - int(size * (1 - detector.tile_overlap))  # model.tiling.tile_origins' stride
+    assert largest <= overlap < largest + 0.01 * size, (largest, overlap)
