@@ -99,3 +99,21 @@ def test_tile_overlap_is_what_the_largest_annotated_crown_needs(detector):
     size = detector.tile_size
     overlap = size - int(size * (1 - detector.tile_overlap))  # model.tiling.tile_origins' stride
     assert largest <= overlap < largest + 0.01 * size, (largest, overlap)
+
+
+def test_onnxruntime_lanes_give_the_one_session_detections(runtime_cache):
+    """Tiles of one call run concurrently on single-threaded lanes (model.runtime_onnx); they
+    find what the main session finds one tile at a time, in the same order."""
+    detector = load_runtime("onnxruntime", cache_dir=runtime_cache, threads=2)
+    assert detector.runtime.lanes == 2
+    (train_image,) = data.load_split(data.TRAIN_IMAGES[:1])
+    tiles = detector.plan([train_image.image[:650, :650]]).tiles
+    assert len(tiles) == 4
+    together = detector.run_tiles(tiles)
+    alone = [detector.run_tiles([tile])[0] for tile in tiles]
+    assert sum(len(b["boxes"]) for b in alone) > 20
+    for a, b in zip(together, alone):
+        assert len(a["boxes"]) == len(b["boxes"])
+        np.testing.assert_allclose(a["boxes"], b["boxes"], atol=1e-3)
+        np.testing.assert_allclose(a["scores"], b["scores"], atol=1e-5)
+    assert load_runtime("onnxruntime", cache_dir=runtime_cache, threads=1).runtime.lanes == 1
