@@ -74,7 +74,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", default=ROOT, help="checkout to serve")
     ap.add_argument("--size", type=int, default=2000, help="the large image's side, pixels")
-    ap.add_argument("--backend", default="torch")
+    ap.add_argument("--backend", default="auto")
     ap.add_argument("--device", default="auto")
     args = ap.parse_args()
     sys.path.insert(0, ROOT)

@@ -2,7 +2,7 @@
 aerial photo, with dynamic batching on (max_batch_size 8) and off (1); images/s, p50 and p99
 next to the backend's raw throughput at the same batch size, measured in the same run.
 
-    python benchmarks/service.py [--backend torch] [--device auto] [--requests-per-client 4]
+    python benchmarks/service.py [--backend auto] [--device auto] [--requests-per-client 4]
 
 Targets (issue 5): at saturation (16 clients, batching on) the service delivers >= 90% of the raw
 batched throughput; p99 <= max_delay + 2 x batch latency; on a GPU, batching gives >= 2x the
@@ -84,7 +84,8 @@ def raw_throughput(backend: ModelBackend, image: np.ndarray, batch: int, rounds:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--backend", default="torch", choices=["torch", "torchscript", "onnxruntime"])
+    ap.add_argument("--backend", default="auto",
+                    choices=["auto", "torch", "torchscript", "onnxruntime"])
     ap.add_argument("--device", default="auto")
     ap.add_argument("--requests-per-client", type=int, default=4)
     ap.add_argument("--max-delay-ms", type=float, default=10.0)
@@ -111,7 +112,7 @@ def main():
     backend = ModelBackend(args.backend, None, args.device)
     raw = {b: raw_throughput(backend, image, b, args.rounds) for b in (1, 8)}
     batch_latency = 8 / raw[8]
-    print(f"\nservice on {args.backend}/{backend.device}, 400x400 PNG (SOAP_061), "
+    print(f"\nservice on {backend.name}/{backend.device}, 400x400 PNG (SOAP_061), "
           f"max_delay {args.max_delay_ms} ms; raw backend: batch 1 {raw[1]:.2f} img/s, batch 8 "
           f"{raw[8]:.2f} img/s ({1e3 * batch_latency:.0f} ms per batch)")
     print("| batching | clients | images/s | p50 ms | p99 ms | raw images/s at max batch | "
