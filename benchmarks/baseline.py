@@ -25,8 +25,13 @@ def baseline_tree(python: str = sys.executable) -> str:
     if os.path.exists(tree):
         shutil.rmtree(tree)
     os.makedirs(tree)
-    archive = subprocess.run(["git", "-C", ROOT, "archive", BASELINE], check=True,
-                             stdout=subprocess.PIPE).stdout
+    got = subprocess.run(["git", "-C", ROOT, "archive", BASELINE], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    if got.returncode != 0:
+        shutil.rmtree(tree)
+        raise RuntimeError(f"the baseline commit {BASELINE[:12]} is not in this clone (a shallow "
+                           f"clone? `git fetch --unshallow`): {got.stderr.decode().strip()}")
+    archive = got.stdout
     subprocess.run(["tar", "-x", "-C", tree], input=archive, check=True)
     env = dict(os.environ, FORCE_CUDA="0")
     print(f"building the baseline {BASELINE[:12]} in {tree} (once)", file=sys.stderr, flush=True)
