@@ -1,8 +1,9 @@
-// CPU loops of (position-sensitive) deformable RoI pooling, free of any framework: the forward is
-// used by the PyTorch op and the ONNX Runtime op, the backward ones by the PyTorch op. Each loop
-// item computes a bin's samples once and applies the per-bin math of
-// csrc/kernels/deform_roi_pool.h to every channel with them. `par` is the framework's parallel
-// loop: an object with `void run(int64_t begin, int64_t end, int64_t grain, F f) const`.
+// CPU loops of (position-sensitive) deformable RoI pooling, free of any framework: the forward
+// pieces are used by the PyTorch op and the ONNX Runtime op through roi_pool_rows.inc, the
+// backward ones by the PyTorch op. Each loop item computes a bin's samples once and applies the
+// per-bin math of csrc/kernels/deform_roi_pool.h to every channel with them. `par` is the
+// framework's parallel loop: an object with `void run(int64_t begin, int64_t end, int64_t grain, F
+// f) const`.
 #pragma once
 
 #include <vector>
@@ -83,53 +84,22 @@ struct BinStencil {
   }
 };
 
-// [N, C, H, W] -> [N, H, W, C], one (image, row) per loop item.
-template <typename Parallel, typename T>
-void to_channels_last(const Parallel& par, const T* in, int64_t n_images, int64_t channels,
-                      int64_t height, int64_t width, T* out) {
-  const int64_t plane = height * width;
-  par.run(0, n_images * height, 1, [&](int64_t lo, int64_t hi) {
-    for (int64_t row = lo; row < hi; ++row) {
-      const int64_t n = row / height, y = row % height;
-      const T* src = in + n * channels * plane + y * width;
-      T* dst = out + (n * plane + y * width) * channels;
-      for (int64_t c = 0; c < channels; ++c)
-        for (int64_t x = 0; x < width; ++x) dst[x * channels + c] = src[c * plane + x];
-    }
-  });
-}
-
-// out [K, out_channels, ph, pw] from input [N, C, H, W]. The plain variant stages a channels-last
-// copy of the images the RoIs read, then `rows(staged, lo, hi)` pools RoIs lo .. hi-1 from it:
-// the ISA-compiled roi_pool_stencil_rows of csrc/cpu/roi_pool_rows.inc, every bin's stencil
-// applied to all channels at once. The position-sensitive variant reads a different channel per
-// bin and loops over planes (`rows` unused).
-template <typename A, typename Parallel, typename T, typename Rows>
-void roi_pool_forward_rows(const Parallel& par, const RoIPoolShape& s, const T* input,
-                           const T* rois, const T* offset, int64_t k_rois, T* out,
-                           const Rows& rows) {
+// Position-sensitive pooling, out [K, out_channels, ph, pw] from input [N, C, H, W]: each bin
+// reads its own channel, so the loop runs over planes, a bin's samples computed once for all of
+// its channels. (Plain pooling vectorises over channels: csrc/cpu/roi_pool_rows.inc.)
+template <typename A, typename Parallel, typename T>
+void ps_roi_pool_forward_rows(const Parallel& par, const RoIPoolShape& s, const T* input,
+                              const T* rois, const T* offset, int64_t k_rois, T* out) {
   const int64_t bins = int64_t(s.pooled_h) * s.pooled_w;
-  if (s.position_sensitive) {
-    for_each_roi_bin<A>(
-        par, s, rois, offset, k_rois,
-        [&](const RoIBin<A>&, const CachedBinSamples<A>& samples, int64_t n, int64_t b) {
-          const int ph = static_cast<int>(b / s.pooled_w), pw = static_cast<int>(b % s.pooled_w);
-          const T* first = input + roi_input_plane<A>(s, rois, n, 0, ph, pw);
-          for (int c = 0; c < s.out_channels; ++c)
-            out[(n * s.out_channels + c) * bins + b] =
-                T(roi_bin_average<A>(first + c * s.channel_step(), samples));
-        });
-    return;
-  }
-  if (k_rois == 0) return;
-  int64_t n_images = 0;  // only the images some RoI reads are staged
-  for (int64_t n = 0; n < k_rois; ++n) {
-    const int64_t batch = static_cast<int64_t>(A(rois[n * 5])) + 1;
-    n_images = batch > n_images ? batch : n_images;
-  }
-  std::vector<T> staged(static_cast<size_t>(n_images * s.height * s.width * s.channels));
-  to_channels_last(par, input, n_images, s.channels, s.height, s.width, staged.data());
-  par.run(0, k_rois, 1, [&](int64_t lo, int64_t hi) { rows(staged.data(), lo, hi); });
+  for_each_roi_bin<A>(
+      par, s, rois, offset, k_rois,
+      [&](const RoIBin<A>&, const CachedBinSamples<A>& samples, int64_t n, int64_t b) {
+        const int ph = static_cast<int>(b / s.pooled_w), pw = static_cast<int>(b % s.pooled_w);
+        const T* first = input + roi_input_plane<A>(s, rois, n, 0, ph, pw);
+        for (int c = 0; c < s.out_channels; ++c)
+          out[(n * s.out_channels + c) * bins + b] =
+              T(roi_bin_average<A>(first + c * s.channel_step(), samples));
+      });
 }
 
 // grad_input [N, C, H, W] (accumulation type) += the spread of grad [K, out_channels, ph, pw].

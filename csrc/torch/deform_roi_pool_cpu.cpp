@@ -5,6 +5,9 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
+#include <vector>
+
 #include "../cpu/isa.h"
 #include "../cpu/roi_pool_loops.h"
 #include "deform_roi_pool_driver.h"

@@ -45,13 +45,13 @@ struct OrtParallel {
 using Im2col = void (*)(const OrtParallel&, const DeformConvShape&, const float*, const float*,
                         const float*, int64_t, int64_t, float*);
 using Transpose = void (*)(const OrtParallel&, const float*, int64_t, int64_t, int64_t, float*);
-using RoIRows = void (*)(const RoIPoolShape&, const float*, const float*, const float*, int64_t,
-                         int64_t, float*);
+using RoIForward = void (*)(const OrtParallel&, const RoIPoolShape&, const float*, const float*,
+                            const float*, int64_t, float*);
 
 struct ColumnLoops {
   Im2col im2col;
   Transpose transpose;
-  RoIRows roi_rows;  // plain RoI pooling from the channels-last input (csrc/cpu/roi_pool_rows.inc)
+  RoIForward roi_forward;  // csrc/cpu/roi_pool_rows.inc
 };
 }  // namespace dcn
 
@@ -161,14 +161,8 @@ OrtStatusPtr DeformRoIPoolCpu<PositionSensitive>::ComputeV2(OrtKernelContext* ra
     const int64_t k_rois = call.rois_shape[0];
     check(kName, check_roi_batch_indices(r, k_rois, call.x_shape[0]));
     Ort::UnownedValue y = ctx.GetOutput(0, call.output_shape());
-    const float* offset = data_or_null(call.offset);
-    float* out = y.GetTensorMutableData<float>();
-    const RoIRows rows = column_loops().roi_rows;
-    roi_pool_forward_rows<float>(OrtParallel{ctx}, call.shape, call.x.GetTensorData<float>(), r,
-                                 offset, k_rois, out,
-                                 [&](const float* staged, int64_t lo, int64_t hi) {
-                                   rows(call.shape, staged, r, offset, lo, hi, out);
-                                 });
+    column_loops().roi_forward(OrtParallel{ctx}, call.shape, call.x.GetTensorData<float>(), r,
+                               data_or_null(call.offset), k_rois, y.GetTensorMutableData<float>());
   });
 }
 
