@@ -88,7 +88,7 @@ browser:
 
 # Deployment checks without a Docker engine: hadolint, docker-compose (1.29 validates without an
 # engine; it pins jsonschema<4, which kubernetes-validate breaks, hence two small venvs), the
-# Kubernetes schemas, and the generated Triton repository (tests/test_triton.py).
+# Kubernetes schemas, and the generated Triton repository (tests/deploy/test_triton.py).
 LINT_VENV := .venv-lint
 COMPOSE_VENV := .venv-compose
 
@@ -111,7 +111,7 @@ lint-deploy: build $(LINT_VENV)/.done $(COMPOSE_VENV)/.done
 	  --profile triton config -q
 	$(LINT_VENV)/bin/kubernetes-validate --strict deploy/k8s/*.yaml
 	bash -n deploy/smoke.sh && bash -n deploy/test_image.sh
-	$(PY) -m pytest -q tests/test_triton.py
+	$(PY) -m pytest -q tests/deploy/test_triton.py
 
 # C++/CUDA formatting (.clang-format) with Debian's clang-format (14 in bookworm; installed when
 # missing); fix with `clang-format -i FILE`.
@@ -131,7 +131,7 @@ lint: $(VENV)/.deps lint-cpp
 	$(VENV)/bin/ruff check .
 
 test: build browser lint lint-deploy
-	$(PY) -m pytest -q --ignore=tests/test_triton.py
+	$(PY) -m pytest -q --ignore=tests/deploy/test_triton.py
 	$(MAKE) --no-print-directory test-image
 
 # The CPU variant of the image, built from a local Debian base and run with docker-compose:
@@ -148,16 +148,16 @@ mutants: build
 bench: build
 	$(PY) benchmarks/run.py
 
-# More fuzzed uploads than `make test` sends (tests/upload_fuzz.py); FUZZ_SEED picks another run.
+# More fuzzed uploads than `make test` sends (tests/service/upload_fuzz.py); FUZZ_SEED picks another run.
 FUZZ_CASES ?= 5000
 FUZZ_SEED ?= 12
 fuzz: build
 	DCN_FUZZ_CASES=$(FUZZ_CASES) DCN_FUZZ_SEED=$(FUZZ_SEED) $(PY) -m pytest -q -s -p no:cacheprovider \
-	  tests/test_service_fuzz.py
+	  tests/service/test_service_fuzz.py
 
 # The GPU path end to end on a GPU host (build for its arch, CUDA tests, compute-sanitizer, CUDA-event
 # benchmarks, service; reports in build/gpu-check): README "On a GPU". Uses $(PYTHON) as it is, no
-# venv. DRY_RUN=1 walks the same steps without a GPU (tests/test_gpu_check.py runs it).
+# venv. DRY_RUN=1 walks the same steps without a GPU (tests/deploy/test_gpu_check.py runs it).
 gpu-check:
 	$(PYTHON) gpu_check/run.py $(if $(filter 1,$(DRY_RUN)),--dry-run)
 
@@ -174,7 +174,7 @@ test-asan: $(VENV)/.deps
 	echo 'raise ImportError("triton is hidden under AddressSanitizer")' > $(ASAN_DIR)/no_triton/triton/__init__.py
 	cd $(ASAN_DIR) && LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libstdc++.so)" PYTHONPATH=no_triton \
 	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
-	  ../$(PY) -m pytest -q -p no:cacheprovider tests/test_deform_conv2d.py tests/test_deform_roi_pool.py tests/test_bad_input.py
+	  ../$(PY) -m pytest -q -p no:cacheprovider tests/ops/test_deform_conv2d.py tests/ops/test_deform_roi_pool.py tests/ops/test_bad_input.py
 
 clean:
 	rm -rf build $(ASAN_DIR) model/_C*.so model/.built* onnx_plugins/lib

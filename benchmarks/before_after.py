@@ -146,7 +146,7 @@ def main():
         from PIL import Image
 
         sys.path.insert(0, ROOT)
-        from model import data
+        from model.training import data
 
         (train,) = data.load_split(data.TRAIN_IMAGES[:1])
         buf = io.BytesIO()

@@ -14,9 +14,9 @@ sys.path.insert(0, TREE)
 
 import numpy as np  # noqa: E402
 
-from model import data  # noqa: E402
-from model.evaluate import average_precision  # noqa: E402
-from model.runtimes import load_runtime  # noqa: E402
+from model.runtimes.loading import load_runtime  # noqa: E402
+from model.training import data  # noqa: E402
+from model.training.evaluate import average_precision  # noqa: E402
 from service.settings import Settings  # noqa: E402
 
 DEFAULT = Settings.model_fields["backend"].default  # what `make serve` runs in this tree

@@ -23,8 +23,9 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from model import data  # noqa: E402
-from model.inference import eager_detector, load_model  # noqa: E402
+from model.detector.zoo import load_model  # noqa: E402
+from model.runtimes.loading import eager_detector  # noqa: E402
+from model.training import data  # noqa: E402
 
 # (stage, eager submodule path, ONNX node-name prefix), in pipeline order. The RoI head's pooler
 # (model.detector.MultiScaleDeformRoIPool) also runs the offset fc and the box head's fc6; those
@@ -71,7 +72,7 @@ def useful_flops(model, tile) -> float:
         kh, kw = module.kernel_size
         extra.append(2 * n * cout * h * w * module.in_channels // module.groups * kh * kw)
 
-    from model.layers import DeformConv2d
+    from model.ops.layers import DeformConv2d
     hooks = [m.register_forward_hook(count) for m in model.modules()
              if isinstance(m, DeformConv2d)]
     with FlopCounterMode(display=False) as counter, torch.no_grad():
@@ -164,7 +165,7 @@ def main():
     plan = detector.plan([crop])
     tile_chw = torch.from_numpy(detector.plan([tile]).tiles[0])
 
-    from model.export import export_onnx
+    from model.runtimes.export import export_onnx
     tmp = tempfile.mkdtemp()
     onnx_path = os.path.join(tmp, "detector.onnx")
     export_onnx(model, onnx_path, detector.tile_size)

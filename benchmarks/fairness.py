@@ -78,7 +78,7 @@ def main():
     ap.add_argument("--device", default="auto")
     args = ap.parse_args()
     sys.path.insert(0, ROOT)
-    from model import data
+    from model.training import data
 
     aerial = np.asarray(Image.open(os.path.join(data.deepforest_data_dir(), "SOAP_061.png"))
                         .convert("RGB"))

@@ -19,14 +19,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from gpu_timing import gpu_benchmark_args, median_ms, write_json  # noqa: E402
 
-from model.inference import load_model  # noqa: E402
+from model.detector.zoo import load_model  # noqa: E402
 
 
 def sample_images(count: int, device: str):
     """[3, 400, 400] images: validation photos where the DeepForest data package is installed
     (real trees, so the autocast comparison means something), else uniform noise."""
     try:
-        from model import data
+        from model.training import data
 
         split = data.load_split(data.VAL_IMAGES)
         photos = [torch.from_numpy(s.image.copy()).permute(2, 0, 1).float().div(255) for s in split]

@@ -15,8 +15,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from timing import compare  # noqa: E402
 
 import onnx_plugins  # noqa: E402
-from model.export import export_onnx  # noqa: E402
-from model.inference import build_model, load_model  # noqa: E402
+from model.detector.zoo import build_model, load_model  # noqa: E402
+from model.runtimes.export import export_onnx  # noqa: E402
 
 
 def main():

@@ -18,9 +18,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from timing import compare  # noqa: E402
 
-from model import data  # noqa: E402
-from model.evaluate import average_precision  # noqa: E402
-from model.inference import eager_detector, load_model  # noqa: E402
+from model.detector.zoo import load_model  # noqa: E402
+from model.runtimes.loading import eager_detector  # noqa: E402
+from model.training import data  # noqa: E402
+from model.training.evaluate import average_precision  # noqa: E402
 
 # (post-NMS proposals, pre-NMS per level, RPN objectness floor, box score floor)
 SETTINGS = [(1000, 1000, 0.0, 0.05), (500, 500, 0.0, 0.05), (300, 1000, 0.0, 0.05),

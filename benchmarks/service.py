@@ -22,7 +22,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from model import data  # noqa: E402
+from model.training import data  # noqa: E402
 from service.model_backend import ModelBackend  # noqa: E402
 
 

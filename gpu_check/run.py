@@ -30,8 +30,8 @@ from report import Step, exit_code, write_json, write_markdown  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ORT_HEADER = os.path.join(ROOT, "third_party", "onnxruntime", "onnxruntime_cxx_api.h")
-GPU_TESTS = ["tests/test_cuda.py", "tests/test_ort_cuda.py", "tests/test_bad_input.py",
-             "tests/test_onnx_plugins.py"]
+GPU_TESTS = ["tests/ops/test_cuda.py", "tests/ops/test_ort_cuda.py", "tests/ops/test_bad_input.py",
+             "tests/ops/test_onnx_plugins.py"]
 # The service benchmark's packages (import name -> what to download) absent from bare GPU hosts.
 SERVICE_PACKAGES = {"fastapi": "fastapi", "uvicorn": "uvicorn", "pydantic_settings":
                     "pydantic-settings", "multipart": "python-multipart", "deepforest": None}
@@ -152,8 +152,8 @@ def tests(ctx):
     why_not_ort = ("no `onnx` package" if importlib.util.find_spec("onnx") is None else
                    "no ORT headers, so no ORT libraries" if not ctx.env["ORT headers"] else None)
     if why_not_ort:
-        files.remove("tests/test_onnx_plugins.py")
-        skipped = f"; tests/test_onnx_plugins.py not run: {why_not_ort}"
+        files.remove("tests/ops/test_onnx_plugins.py")
+        skipped = f"; tests/ops/test_onnx_plugins.py not run: {why_not_ort}"
     junit = ctx.out("pytest.xml")
     cmd = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
            "-k", "cuda or device_mix", f"--junitxml={junit}", *files]

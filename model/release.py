@@ -1,56 +1,5 @@
-"""The release step: a training checkpoint copied in half precision for the repository, with
-the copy's own validation AP measured and recorded.
-
-    python -m model.release runs/dcn/last model/weights/dcn_mobilenet_v2_fpn_trees \
-        --settings '{"box_nms_thresh": 0.3}'
-"""
-import json
-from typing import Any, Dict, Optional
-
-import torch
-
-from . import data
-from .checkpoint import load_config, load_weights, save
-from .evaluate import average_precision
-from .inference import build_model, eager_detector
-
-
-def ship(source: str, destination: str, tta: int = 4,
-         settings: Optional[Dict[str, Any]] = None) -> None:
-    """Copies checkpoint `source` to `destination` in half precision (for the repository).
-
-    settings: architecture keys that change no weights (e.g. {"box_nms_thresh": 0.3}), applied
-    to the copy and listed under training.shipped_settings. The copy's validation AP is measured
-    as it will load (half-precision weights, these settings) and recorded in its metrics: plain
-    ("validation") and with `tta`-view test-time augmentation ("validation_tta<tta>").
-    """
-    config = load_config(source)
-    config.pop("format", None)
-    if settings:
-        config["architecture"].update(settings)
-        config.setdefault("training", {})["shipped_settings"] = dict(settings)
-    model = load_weights(build_model(config["architecture"], pretrained_backbone=False), source)
-    with torch.no_grad():  # the weights as the half-precision copy will load them
-        for t in model.state_dict().values():
-            if t.is_floating_point():
-                t.copy_(t.half())
-    split = data.load_split(data.VAL_IMAGES)
-    detector = eager_detector(model, config)
-    for views, key in ((1, "validation"), (tta, f"validation_tta{tta}")):
-        preds = detector.predict([a.image for a in split], score_threshold=0.0,
-                                 max_detections=1000, tta=views)
-        config["metrics"][key] = average_precision(preds, [a.boxes for a in split])
-    save(model, config, destination, half=True)
-
+"""`python -m model.release`: see model.training.release."""
+from model.training.release import main
 
 if __name__ == "__main__":
-    import argparse
-
-    ap = argparse.ArgumentParser(description="copy a checkpoint in half precision (to ship it)")
-    ap.add_argument("source")
-    ap.add_argument("destination")
-    ap.add_argument("--settings", type=json.loads, default=None,
-                    help='architecture settings that change no weights, as JSON, e.g. '
-                         '\'{"box_nms_thresh": 0.3}\'')
-    args = ap.parse_args()
-    ship(args.source, args.destination, settings=args.settings)
+    main()

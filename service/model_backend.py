@@ -5,10 +5,10 @@ from typing import Any, List, Optional, Sequence
 
 import numpy as np
 
-from model.checkpoint import DEFAULT_CHECKPOINT
-from model.runtime import DeviceOutOfMemory
-from model.runtimes import load_runtime
-from model.sampling import render_sampling_points
+from model.detector.checkpoint import DEFAULT_CHECKPOINT
+from model.inference.runtime import DeviceOutOfMemory
+from model.inference.sampling import render_sampling_points
+from model.runtimes.loading import load_runtime
 
 from .backend import Detections, Layers, OutOfMemory
 

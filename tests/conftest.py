@@ -1,11 +1,21 @@
+"""Fixtures and markers for every test folder (tests/<package>/ mirrors model/ and service/).
+
+`@pytest.mark.cuda`: the test needs a CUDA GPU; without one it is skipped, saying so."""
 import pytest
 import torch
 
 import model.ops  # noqa: F401  (loads torch.ops.dcn)
 
-requires_cuda = pytest.mark.skipif(
-    not torch.cuda.is_available(), reason="no CUDA GPU on this machine: CUDA kernels compiled only"
-)
+NO_GPU = "no CUDA GPU on this machine: CUDA kernels compiled only"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cuda: needs a CUDA GPU (skipped without one)")
+
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("cuda") and not torch.cuda.is_available():
+        pytest.skip(NO_GPU)
 
 
 @pytest.fixture(scope="session")

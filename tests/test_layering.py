@@ -1,5 +1,6 @@
-"""The architecture holds: Python imports point one way (service -> model -> onnx_plugins), no
-module imports itself through others, and serving with ONNX Runtime runs without torch."""
+"""The architecture holds: Python imports point one way, down the layers below; no module
+imports itself through others; the service reaches the model through one module; and serving with
+ONNX Runtime runs without torch."""
 import ast
 import json
 import os
@@ -9,13 +10,29 @@ import sys
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LAYERS = {"onnx_plugins": 0, "model": 1, "service": 2}  # a package may import lower ranks only
+PACKAGES = ("onnx_plugins", "model", "service")
+# A package may import itself and lower ranks only; equal ranks are independent of each other.
+# `model` itself (its __init__ and the command-line modules beside the subpackages) sits above
+# every model subpackage. model.inference never imports torch (the ONNX Runtime path).
+LAYERS = {"onnx_plugins": 0, "model.ops": 1, "model.inference": 1, "model.detector": 2,
+          "model.runtimes": 3, "model.training": 4, "model": 5, "service": 6}
+TORCH_FREE = ("model.inference",)
+SERVICE_GATE = "service.model_backend"  # the one service module that imports the model
+
+
+def layer_of(module: str) -> str:
+    """The LAYERS key that `module` belongs to (its longest matching package prefix)."""
+    parts = module.split(".")
+    for n in range(len(parts), 0, -1):
+        if ".".join(parts[:n]) in LAYERS:
+            return ".".join(parts[:n])
+    raise KeyError(module)
 
 
 def _modules():
     """{module name: path} of every module of the three packages."""
     found = {}
-    for package in LAYERS:
+    for package in PACKAGES:
         for folder, _, files in os.walk(os.path.join(ROOT, package)):
             for name in files:
                 if name.endswith(".py"):
@@ -58,8 +75,26 @@ def _graph():
 
 
 def upward_imports(graph):
-    return [f"{m} -> {t}" for m, targets in graph.items() for t in targets
-            if LAYERS[t.split(".")[0]] > LAYERS[m.split(".")[0]]]
+    """Imports of a layer above or beside the importer's own (`a -> b` strings)."""
+    found = []
+    for m, targets in graph.items():
+        own = layer_of(m)
+        for t in targets:
+            theirs = layer_of(t)
+            if theirs != own and LAYERS[theirs] >= LAYERS[own]:
+                found.append(f"{m} -> {t}")
+    return found
+
+
+def third_party_imports(source: str) -> set:
+    """Top-level names of every module `source` imports (function-level too)."""
+    names = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names.add(node.module.split(".")[0])
+    return names
 
 
 def cycles(graph):
@@ -88,17 +123,51 @@ def test_no_import_cycles():
     assert not cycles(_graph())
 
 
+def test_the_service_imports_the_model_only_through_its_backend_module():
+    reaching = sorted(m for m, targets in _graph().items() if m.startswith("service")
+                      and m != SERVICE_GATE and any(t.startswith("model") for t in targets))
+    assert not reaching, "service modules importing model directly"
+
+
+def test_tiled_inference_never_imports_torch():
+    for m, path in _modules().items():
+        if m.startswith(TORCH_FREE):
+            with open(os.path.join(ROOT, path)) as f:
+                assert not third_party_imports(f.read()) & {"torch", "torchvision"}, m
+
+
+def test_every_model_package_says_what_it_holds_and_may_import():
+    for package in (k for k in LAYERS if k.startswith("model.")):
+        path = os.path.join(ROOT, *package.split("."), "__init__.py")
+        with open(path) as f:
+            doc = ast.get_docstring(ast.parse(f.read()))
+        assert doc and "import" in doc.lower(), f"{path}: docstring must say what it may import"
+
+
 def test_the_checker_finds_cycles_and_upward_imports():
-    modules = {"model": "", "model.a": "", "model.b": "", "onnx_plugins": "", "service.x": ""}
+    modules = {"model": "", "model.detector.a": "", "model.detector.b": "", "model.ops.x": "",
+               "model.inference.t": "", "onnx_plugins": "", "service.x": ""}
     graph = {
-        "model.a": _imports("model.a", False, "def f():\n    from .b import g\n", modules),
-        "model.b": _imports("model.b", False, "from . import a\nimport service.x\n", modules),
-        "onnx_plugins": _imports("onnx_plugins", True, "from model import a\n", modules),
+        "model.detector.a": _imports("model.detector.a", False,
+                                     "def f():\n    from .b import g\n", modules),
+        "model.detector.b": _imports("model.detector.b", False,
+                                     "from . import a\nimport service.x\n", modules),
+        "model.ops.x": _imports("model.ops.x", False,
+                                "from model.detector import a\nfrom model.inference import t\n",
+                                modules),
+        "onnx_plugins": _imports("onnx_plugins", True, "from model.ops import x\n", modules),
+        "model.inference.t": _imports("model.inference.t", False, "import torch\n", modules),
         "service.x": set(), "model": set(),
     }
-    assert graph["model.a"] == {"model.b"} and graph["model.b"] == {"model.a", "service.x"}
-    assert cycles(graph) == ["model.a -> model.b -> model.a"]
-    assert sorted(upward_imports(graph)) == ["model.b -> service.x", "onnx_plugins -> model.a"]
+    assert graph["model.detector.a"] == {"model.detector.b"}
+    assert graph["model.detector.b"] == {"model.detector.a", "service.x"}
+    assert cycles(graph) == ["model.detector.a -> model.detector.b -> model.detector.a"]
+    assert sorted(upward_imports(graph)) == [
+        "model.detector.b -> service.x",  # up
+        "model.ops.x -> model.detector.a",  # up
+        "model.ops.x -> model.inference.t",  # beside: same rank, independent
+        "onnx_plugins -> model.ops.x"]
+    assert "torch" in third_party_imports("def f():\n    import torch.nn\n")
 
 
 SERVE_WITHOUT_TORCH = """
@@ -132,9 +201,8 @@ print(json.dumps({"backend": result["backend"], "detections": result["detections
 
 
 def test_onnxruntime_serving_imports_no_torch_and_detects_as_eager(tmp_path, runtime_cache):
-    from model import data
-    from model.inference import load_detector
-    from model.runtimes import exported_runtime
+    from model.runtimes.loading import exported_runtime, load_detector
+    from model.training import data
 
     exported_runtime("onnxruntime", cache_dir=runtime_cache)  # what the service will find
     image = os.path.join(data.deepforest_data_dir(), "SOAP_061.png")

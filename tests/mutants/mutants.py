@@ -7,9 +7,9 @@ put in its place; the snippet must occur exactly once) and `tests` (pytest node 
 code moves, update the snippets: the runner reports "snippet not found" rather than "survived".
 """
 
-PROMISES = "tests/test_service_promises.py"
-PIXELS = "tests/test_decoded_pixels.py"
-BATCHER_TESTS = "tests/test_service_batcher.py"
+PROMISES = "tests/service/test_service_promises.py"
+PIXELS = "tests/service/test_decoded_pixels.py"
+BATCHER_TESTS = "tests/service/test_service_batcher.py"
 
 MUTANTS = [
     {"name": "stop_fails_queued_jobs",
