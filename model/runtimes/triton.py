@@ -100,7 +100,7 @@ def write_repository(out: str, checkpoint: Optional[str] = None, name: str = "dc
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m model.triton", description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", help="checkpoint stem (default: the shipped model)")
     ap.add_argument("--out", required=True, help="model repository folder")
     ap.add_argument("--name", default="dcn_detector")

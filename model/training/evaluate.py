@@ -55,7 +55,8 @@ def main(argv: List[str] = None) -> None:
 
     from . import data
 
-    ap = argparse.ArgumentParser(description="AP of a detector checkpoint on annotated images")
+    ap = argparse.ArgumentParser(prog="python -m model.evaluate",
+                                 description="AP of a detector checkpoint on annotated images")
     ap.add_argument("--checkpoint", default=None, help="checkpoint stem (default: shipped model)")
     ap.add_argument("--images", nargs="+", default=list(data.VAL_IMAGES))
     ap.add_argument("--tta", type=int, default=1, choices=(1, 2, 4, 8),

@@ -162,7 +162,7 @@ def train(cfg: Dict[str, Any], out: str) -> Dict[str, float]:
 
 
 def main(argv: List[str] = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m model.train", description=__doc__.splitlines()[0])
     ap.add_argument("--config", help="JSON file overriding the defaults")
     ap.add_argument("--out", default="runs/dcn")
     ap.add_argument("--iterations", type=int)

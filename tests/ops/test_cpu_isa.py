@@ -83,7 +83,7 @@ def test_forced_variant_matches_torchvision(name):
     if not FEATURES[name] <= cpu_flags():
         pytest.skip(f"this CPU lacks {sorted(FEATURES[name] - cpu_flags())}: the {name} variant "
                     "cannot run here")
-    code = ("import sys; sys.path[:0] = ['tests', '.']; from test_cpu_isa import check_variant; "
+    code = ("import sys; sys.path[:0] = ['tests/ops', '.']; from test_cpu_isa import check_variant; "
             f"check_variant({name!r})")
     env = dict(os.environ, DCN_CPU_ISA=name)
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,

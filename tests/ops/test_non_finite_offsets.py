@@ -1,5 +1,5 @@
 """Non-finite (NaN, +-inf) offsets on every implementation that runs here (the torch CPU op and
-the ONNX Runtime plugin on CPU; tests/test_cuda.py for the GPU): a sample that moves to a
+the ONNX Runtime plugin on CPU; tests/ops/test_cuda.py for the GPU): a sample that moves to a
 non-finite place reads zero, the rest of the result is untouched, and no gradient is NaN."""
 import numpy as np
 import pytest

@@ -89,7 +89,7 @@ def test_hung_backend_gives_504_and_not_ready_then_recovers():
 
 SERVE = """
 import sys, time
-sys.path.insert(0, "tests")
+sys.path.insert(0, "tests/service")
 from service_support import FakeBackend
 from service.__main__ import main
 

@@ -1,4 +1,4 @@
-"""Fuzzed uploads (tests/upload_fuzz.py) against the HTTP service with a fast fake backend: every
+"""Fuzzed uploads (tests/service/upload_fuzz.py) against the HTTP service with a fast fake backend: every
 answer is a 200 with boxes inside the image or a 4xx with a JSON detail, on one keep-alive
 connection; no 5xx, no reset. DCN_FUZZ_CASES (default 300; `make fuzz`: 5000) and DCN_FUZZ_SEED
 set the run. The same cases against the shipped model are in test_service_http.py."""
