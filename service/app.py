@@ -137,7 +137,8 @@ def create_app(settings: Optional[Settings] = None, backend: Optional[Backend] =
         return error_response(request, 422, text or "invalid request")
 
     for router in (detect.router, offsets.router, models.router, repository.router,
-                   inference_protocol.router, health.router, web.router):
+                   inference_protocol.router, inference_protocol.health_router, health.router,
+                   web.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=web.STATIC), name="static")
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)

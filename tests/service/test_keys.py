@@ -49,10 +49,13 @@ def test_inference_needs_a_key_and_401_says_how(keyed):
         assert keyed.post("/detect", content=BODY, headers={**PNG, **bearer(key)}) \
             .status_code == 200
     assert keyed.get("/models").status_code == 401
+    assert keyed.get("/v2/models/fake", headers=bearer("k1")).status_code == 200
+    r = keyed.get("/v2/models/fake")
+    assert r.status_code == 401 and "error" in r.json() and r.headers["www-authenticate"]
 
 
 def test_health_routes_stay_open_with_keys(keyed):
-    for path in ("/healthz", "/readyz", "/metrics"):
+    for path in ("/healthz", "/readyz", "/v2/health/live", "/v2/health/ready", "/metrics"):
         assert keyed.get(path).status_code == 200, path
 
 
