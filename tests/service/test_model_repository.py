@@ -47,6 +47,12 @@ def test_every_model_served_with_its_own_classes_and_the_highest_version(tmp_pat
         assert by_version[3]["state"] == "READY" and by_version[3]["classes"] == ["car", "truck"]
         assert by_version[3]["backend"] == "fake"
         assert by_version[1]["state"] == "UNAVAILABLE"  # only the newest is served by default
+        metrics = client.get("/metrics").text
+        assert 'dcn_images_total{model="trees",version="2"} 1.0' in metrics
+        assert 'dcn_images_total{model="cars",version="3"} 1.0' in metrics
+        assert 'dcn_model_ready{model="cars",version="3"} 1.0' in metrics
+        assert 'dcn_queue_depth{model="trees",version="2"} 0.0' in metrics
+        assert 'dcn_tiles_total{model="cars",version="3"} 1.0' in metrics
 
 
 def test_unknown_model_or_version_is_404_naming_the_loaded_models(tmp_path):
