@@ -9,7 +9,6 @@ with other class names), 16 clients on /detect?model=trees.
 """
 import argparse
 import asyncio
-import json
 import os
 import shutil
 import subprocess
@@ -23,24 +22,19 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+sys.path.insert(0, os.path.join(ROOT, "tests", "service"))
+
+from service_support import checkpoint_copy  # noqa: E402
+
 from benchmarks.service import free_port  # noqa: E402
 from model.training import data  # noqa: E402
 
-WEIGHTS = os.path.join(ROOT, "model", "weights")
-STEM = "dcn_mobilenet_v2_fpn_trees"
 ADMIN = {"Authorization": "Bearer bench-admin"}
 PNG = {"content-type": "image/png"}
 
 
 def version_folder(root: str, name: str, version: int, classes) -> None:
-    folder = os.path.join(root, name, str(version))
-    os.makedirs(folder)
-    shutil.copy(os.path.join(WEIGHTS, STEM + ".safetensors"), folder)
-    with open(os.path.join(WEIGHTS, STEM + ".json")) as f:
-        config = json.load(f)
-    config["classes"] = classes
-    with open(os.path.join(folder, STEM + ".json"), "w") as f:
-        json.dump(config, f)
+    checkpoint_copy(os.path.join(root, name, str(version)), classes)
 
 
 def rss_mib(pid: int) -> float:

@@ -4,20 +4,13 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from .errors import ServiceError
 from .keys import KeyRing
 from .registry import ModelRegistry
 
 
 def _check(request: Request, admin: bool = False, browser: bool = False) -> None:
     keys: KeyRing = request.app.state.keys
-    if admin and not keys.management_enabled:
-        raise ServiceError(403, "model management is off: no admin key is configured "
-                                "(DCN_ADMIN_KEYS)")
-    reason = keys.check(request.headers.get("authorization"), admin=admin)
-    if reason:
-        raise ServiceError(401, reason,
-                           headers={"WWW-Authenticate": keys.challenge(reason, browser)})
+    keys.authorize(request.headers.get("authorization"), admin=admin, browser=browser)
 
 
 def require_key(request: Request) -> None:

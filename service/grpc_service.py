@@ -77,13 +77,7 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
 
     def authorize(self, context, admin: bool) -> None:
         metadata = dict(context.invocation_metadata() or ())
-        keys = self.state.keys
-        if admin and not keys.management_enabled:
-            raise ServiceError(403, "model management is off: no admin key is configured "
-                                    "(DCN_ADMIN_KEYS)")
-        reason = keys.check(metadata.get("authorization"), admin=admin)
-        if reason:
-            raise ServiceError(401, reason)
+        self.state.keys.authorize(metadata.get("authorization"), admin=admin)
 
     @rpc("open")
     async def ServerLive(self, request, context):

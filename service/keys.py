@@ -10,6 +10,8 @@ import binascii
 import hmac
 from typing import List, Optional
 
+from .errors import ServiceError
+
 REALM = 'realm="dcnserve"'
 
 
@@ -80,3 +82,15 @@ class KeyRing:
         """The WWW-Authenticate value for a 401 (Basic too for pages a browser opens)."""
         bearer = f"Bearer {REALM}" + (', error="invalid_token"' if "invalid" in reason else "")
         return f"Basic {REALM}, {bearer}" if browser else bearer
+
+    def authorize(self, authorization: Optional[str], admin: bool = False,
+                  browser: bool = False) -> None:
+        """Raises the ServiceError for a request without the access: 403 for management
+        without admin keys configured, 401 with its WWW-Authenticate challenge."""
+        if admin and not self.management_enabled:
+            raise ServiceError(403, "model management is off: no admin key is configured "
+                                    "(DCN_ADMIN_KEYS)")
+        reason = self.check(authorization, admin=admin)
+        if reason:
+            raise ServiceError(401, reason,
+                               headers={"WWW-Authenticate": self.challenge(reason, browser)})

@@ -147,3 +147,20 @@ class RepositoryFake(FakeBackend):
 
     def close(self) -> None:
         self.closed = True
+
+
+def checkpoint_copy(folder, classes) -> None:
+    """A version folder holding the shipped checkpoint renamed to other `classes` (same
+    weights): a second real model of different classes."""
+    import json
+    import shutil
+
+    weights = os.path.join(os.path.dirname(__file__), "..", "..", "model", "weights")
+    stem = "dcn_mobilenet_v2_fpn_trees"
+    os.makedirs(folder)
+    shutil.copy(os.path.join(weights, stem + ".safetensors"), folder)
+    with open(os.path.join(weights, stem + ".json")) as f:
+        config = json.load(f)
+    config["classes"] = classes
+    with open(os.path.join(folder, stem + ".json"), "w") as f:
+        json.dump(config, f)

@@ -1,21 +1,14 @@
 """The Open Inference Protocol, driven with stock tritonclient (http and grpc) against a running
 server with two real models of different classes in its repository."""
-import json
-import os
-import shutil
-
 import numpy as np
 import pytest
 import tritonclient.grpc as tgrpc
 import tritonclient.http as thttp
-from service_support import encode, free_port, live_server, photo
+from service_support import checkpoint_copy, encode, free_port, live_server, photo
 from tritonclient.utils import InferenceServerException
 
 from service.app import create_app
 from service.settings import Settings
-
-WEIGHTS = os.path.join(os.path.dirname(__file__), "..", "..", "model", "weights")
-STEM = "dcn_mobilenet_v2_fpn_trees"
 
 
 def key():
@@ -25,16 +18,6 @@ def key():
 
 def admin():
     return {"authorization": "Bearer admin-key"}
-
-
-def checkpoint_copy(folder, classes):
-    os.makedirs(folder)
-    shutil.copy(os.path.join(WEIGHTS, STEM + ".safetensors"), folder)
-    with open(os.path.join(WEIGHTS, STEM + ".json")) as f:
-        config = json.load(f)
-    config["classes"] = classes
-    with open(os.path.join(folder, STEM + ".json"), "w") as f:
-        json.dump(config, f)
 
 
 @pytest.fixture(scope="module")

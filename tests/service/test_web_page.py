@@ -8,7 +8,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
-from service_support import encode, live_server, photo
+from service_support import checkpoint_copy, encode, live_server, photo
 
 from service.app import create_app
 from service.settings import Settings
@@ -76,8 +76,6 @@ def test_upload_draws_boxes_and_click_shows_sampling_points(browser, url, tmp_pa
 
 
 def test_keyed_page_picks_a_model_from_the_repository(browser, tmp_path_factory, tmp_path):
-    from test_inference_protocol import checkpoint_copy
-
     root = tmp_path_factory.mktemp("repository")
     checkpoint_copy(root / "trees" / "1", ["tree"])
     checkpoint_copy(root / "crowns" / "2", ["crown"])
