@@ -64,7 +64,7 @@ ENV PATH=/opt/dcnserve/.venv/bin:$PATH \
     DCN_DEVICE=auto \
     DCN_CACHE_DIR=/var/cache/dcnserve
 USER 10001
-EXPOSE 8000
+EXPOSE 8000 8001
 HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('DCN_PORT', '8000') + '/healthz', timeout=4)"]
 ENTRYPOINT ["python", "-m", "service"]

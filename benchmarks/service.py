@@ -36,7 +36,7 @@ def start_service(args, max_batch: int, delay_ms: float):
     port = free_port()
     cmd = [sys.executable, "-m", "service", "--port", str(port), "--backend", args.backend,
            "--device", args.device, "--max-batch-size", str(max_batch), "--max-delay-ms",
-           str(delay_ms), "--queue-size", "256", "--log-level", "warning"]
+           str(delay_ms), "--queue-size", "256", "--grpc-port", "0", "--log-level", "warning"]
     proc = subprocess.Popen(cmd, cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 600

@@ -4,3 +4,5 @@ The HTTP layer (this package except `model_backend`) never imports the model pac
 it talks to the `backend.Backend` interface. With the ONNX Runtime backend the whole process runs
 without torch.
 """
+
+VERSION = "0.1.0"

@@ -15,9 +15,11 @@ count.
 Faults: a batch that raises fails the requests with tiles in it, and the next batch runs; a batch
 that runs out of device memory is retried as halves, down to single tiles (OutOfMemory for a tile
 that cannot run alone). `busy_for()` tells a watchdog how long the current worker call has run.
+
+Several batchers (one per served model version, each with its own queue and limits) may share
+one service.worker.InferenceWorker, which gives them turns in order of arrival.
 """
 import asyncio
-import concurrent.futures
 import logging
 import time
 from dataclasses import dataclass, field
@@ -27,6 +29,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .backend import Detections, OutOfMemory
+from .worker import InferenceWorker
 
 log = logging.getLogger("dcnserve")
 
@@ -79,21 +82,22 @@ def is_out_of_memory(error: BaseException) -> bool:
 
 
 class Batcher:
-    """`model`: a backend (plan / run_tiles / merge) or a plain predict function."""
+    """`model`: a backend (plan / run_tiles / merge) or a plain predict function. `worker`: the
+    inference worker shared with other batchers (default: one of its own)."""
 
     def __init__(self, model, max_batch_size: int, max_delay_s: float, queue_size: int,
-                 observe: Optional[Callable[[int, float], None]] = None) -> None:
+                 observe: Optional[Callable[[int, float], None]] = None,
+                 worker: Optional[InferenceWorker] = None) -> None:
         self.model = WholeImages(model) if callable(model) else model
         self.max_batch_size, self.max_delay_s = max_batch_size, max_delay_s
         self.queue_size = queue_size
         self.observe = observe or (lambda size, seconds: None)
         self.jobs: List[Job] = []  # accepted and unfinished, oldest first
-        # One worker: batches run one at a time (the runtime parallelises inside a batch).
-        self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="inference")
+        self._owns_worker = worker is None
+        self.worker = worker or InferenceWorker()
         self._arrived = asyncio.Event()
         self._task: Optional[asyncio.Task] = None
         self._stopping = False
-        self._busy_since: Optional[float] = None
 
     @property
     def depth(self) -> int:
@@ -103,8 +107,7 @@ class Batcher:
     def busy_for(self) -> float:
         """Seconds the worker's current call (a batch, a plan, a merge, a probe) has run; 0 when
         idle."""
-        since = self._busy_since
-        return 0.0 if since is None else time.perf_counter() - since
+        return self.worker.busy_for()
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="batcher")
@@ -122,36 +125,39 @@ class Batcher:
                 for job in self.jobs:
                     if not job.future.done():
                         job.future.set_exception(QueueFull("the service stopped"))
-                self.executor.shutdown(wait=False)
+                if self._owns_worker:
+                    self.worker.shutdown(wait=False)
                 return
-        self.executor.shutdown(wait=True)
+        if self._owns_worker:
+            self.worker.shutdown(wait=True)
 
     async def submit(self, image: np.ndarray, score_threshold: float,
                      max_detections: int) -> Job:
         """Accepts an image; await `job.future` for its detections. Raises QueueFull."""
+        return self.submit_all([image], score_threshold, max_detections)[0]
+
+    def submit_all(self, images: Sequence[np.ndarray], score_threshold: float,
+                   max_detections: int) -> List[Job]:
+        """Accepts all of the images or none (QueueFull); a job for each. Does not yield to
+        the event loop, so nothing can stop the batcher between a caller's choice of it and
+        the acceptance."""
         if self._stopping:
             raise QueueFull("the service is shutting down")
-        if self.depth >= self.queue_size:
+        if self.depth + len(images) > self.queue_size:
             raise QueueFull(f"{self.queue_size} requests are waiting")
-        job = Job(image, score_threshold, max_detections,
-                  asyncio.get_running_loop().create_future())
-        self.jobs.append(job)
+        loop = asyncio.get_running_loop()
+        jobs = [Job(image, score_threshold, max_detections, loop.create_future())
+                for image in images]
+        self.jobs += jobs
         self._arrived.set()
-        return job
+        return jobs
 
     async def run_exclusive(self, fn: Callable[[], Any]) -> Any:
         """Runs `fn` on the inference worker, between batches (e.g. the offset probe)."""
         return await self._on_worker(fn)
 
     async def _on_worker(self, fn: Callable, *args) -> Any:
-        def timed():
-            self._busy_since = time.perf_counter()
-            try:
-                return fn(*args)
-            finally:
-                self._busy_since = None
-
-        return await asyncio.get_running_loop().run_in_executor(self.executor, timed)
+        return await self.worker.run(fn, *args)
 
     def _drop_abandoned(self) -> None:
         self.jobs = [job for job in self.jobs if not job.future.done()]

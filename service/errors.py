@@ -1,4 +1,5 @@
-"""Every failure becomes a complete HTTP response on an intact connection.
+"""The service's error type, and every failure as a complete HTTP response on an intact
+connection.
 
 Starlette's own last-resort handler sends its 500 and then re-raises, and uvicorn answers a
 re-raised error by closing the keep-alive connection without `Connection: close`, so the
@@ -8,12 +9,26 @@ counted in the metrics, sent to nobody), whatever error the body parser turned t
 """
 import json
 import logging
+from typing import Dict, Optional
 
 from starlette.requests import ClientDisconnect
 
 log = logging.getLogger("dcnserve")
 
 CLIENT_GONE = 499
+
+
+class ServiceError(Exception):
+    """A request the service refuses or cannot finish: `status` is its HTTP status (the gRPC
+    server maps it to a status code), `detail` says why in words."""
+
+    def __init__(self, status: int, detail: str, headers: Optional[Dict[str, str]] = None):
+        super().__init__(detail)
+        self.status, self.detail, self.headers = status, detail, headers or {}
+
+
+def unavailable(detail: str, retry_after: int = 1) -> ServiceError:
+    return ServiceError(503, detail, headers={"Retry-After": str(retry_after)})
 
 
 async def send_json(send, status: int, detail: str, close: bool = False) -> None:

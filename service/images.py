@@ -11,17 +11,15 @@ from typing import Callable, Optional
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .errors import ServiceError
+
 FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF")
 CONTENT_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "image/x-ms-bmp",
                  "image/tiff")
 
 
-class ImageError(Exception):
+class ImageError(ServiceError):
     """An upload that cannot be served; `status` is the HTTP status to answer with."""
-
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status, self.detail = status, detail
 
 
 def check_content_type(content_type: Optional[str]) -> None:

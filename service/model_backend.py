@@ -1,6 +1,10 @@
 """Backend implementation over model.runtimes (torch, TorchScript or ONNX Runtime). With the
 ONNX Runtime backend nothing here imports torch."""
+import ctypes
+import ctypes.util
+import gc
 import os
+import sys
 from typing import Any, List, Optional, Sequence
 
 import numpy as np
@@ -55,7 +59,19 @@ class ModelBackend:
         self.predict([ramp], 0.5, 10)
 
 
-def load_backend(settings) -> ModelBackend:
-    """The backend that service settings describe (loads and, if needed, exports the model)."""
-    return ModelBackend(settings.backend, settings.checkpoint, settings.device,
+    def close(self) -> None:
+        """Drops the runtime and hands its memory back to the system."""
+        self.detector = None
+        gc.collect()
+        if "torch" in sys.modules and self.device == "cuda":
+            sys.modules["torch"].cuda.empty_cache()
+        libc = ctypes.util.find_library("c")
+        if libc and sys.platform.startswith("linux"):  # glibc keeps freed arenas otherwise
+            ctypes.CDLL(libc).malloc_trim(0)
+
+
+def load_backend(settings, checkpoint: Optional[str] = None) -> ModelBackend:
+    """The backend for `checkpoint` (default: the configured one) with the runtime, device and
+    threads the service settings describe (loads and, if needed, exports the model)."""
+    return ModelBackend(settings.backend, checkpoint or settings.checkpoint, settings.device,
                         settings.cache_dir, settings.threads, settings.tta)

@@ -14,6 +14,8 @@ class Record:
     width: int
     height: int
     detections: Detections
+    model: str = ""   # the served model and version that detected them
+    version: int = 0
 
 
 class RecentResults:

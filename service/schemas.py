@@ -25,6 +25,7 @@ class Timing(BaseModel):
 class DetectResponse(BaseModel):
     id: str = Field(description="use with GET /offsets/{id}")
     model: str
+    version: int = Field(description="the model version that answered")
     backend: str
     width: int
     height: int
@@ -60,3 +61,22 @@ class Ready(BaseModel):
     device: str
     max_batch_size: int
     error: Optional[str] = None
+
+
+class ModelVersionInfo(BaseModel):
+    version: int
+    state: str = Field(description="READY, LOADING, UNLOADING or UNAVAILABLE")
+    reason: str = Field("", description="why it is not ready")
+    classes: List[str] = Field([], description="class names (class_id 1 is the first)")
+    backend: Optional[str] = Field(None, description="runtime serving it")
+    device: Optional[str] = None
+
+
+class ModelInfo(BaseModel):
+    name: str
+    default: bool = Field(description="served by /detect without ?model=")
+    versions: List[ModelVersionInfo]
+
+
+class ModelList(BaseModel):
+    models: List[ModelInfo]

@@ -3,7 +3,7 @@
 import argparse
 from typing import List, Literal, Optional
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -15,6 +15,15 @@ class Settings(BaseSettings):
     checkpoint: Optional[str] = Field(
         None, description="checkpoint stem (<stem>.safetensors + <stem>.json); default: the "
                           "shipped tree-crown detector")
+    model_repository: Optional[str] = Field(
+        None, description="folder of <model>/<version>/ checkpoints (Triton's layout): every "
+                          "model is served, the newest version by default; replaces checkpoint")
+    default_model: Optional[str] = Field(None, description="the model of /detect without "
+                                                           "?model= (default: the first by name)")
+    model_versions: int = Field(1, ge=1, description="newest versions of each model served")
+    model_loading: Literal["startup", "first_use"] = Field(
+        "startup", description="first_use: only the default model loads at start-up, the "
+                               "others on their first request")
     backend: Literal["auto", "torch", "torchscript", "onnxruntime"] = Field(
         "auto", description="auto: the fastest here, same detections (ONNX Runtime with the "
                             "dcn op library on a CPU, eager torch on a GPU); /readyz names it")
@@ -45,6 +54,15 @@ class Settings(BaseSettings):
     threads: int = Field(0, ge=0, description="intra-op threads (0: the runtime's default)")
     cache_dir: Optional[str] = Field(None, description="where TorchScript/ONNX exports are "
                                                        "cached (default ~/.cache/dcnserve)")
+    grpc_port: int = Field(8001, ge=0, le=65535, description="Open Inference Protocol over "
+                                                            "gRPC (0: off)")
+    api_keys: SecretStr = Field(SecretStr(""), description="inference keys: comma-separated, or "
+                                                          "@FILE with one key a line (empty: "
+                                                          "no keys)")
+    admin_keys: SecretStr = Field(SecretStr(""), description="model management keys, same form "
+                                                            "(empty: management is off)")
+    cors_origins: str = Field("", description="comma-separated origins allowed by CORS "
+                                              "(empty: CORS off)")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
     @field_validator("tta")

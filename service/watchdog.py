@@ -1,6 +1,6 @@
 """Readiness and the stall watchdog.
 
-The service is ready when the model is loaded and the inference worker is not stuck: a worker
+The service is ready when its models are loaded and the inference worker is not stuck: a worker
 call running longer than `stall_timeout_s` makes /readyz and /detect answer 503 (so load
 balancers look elsewhere) until it returns; one running longer than `stall_exit_s` is a hung
 backend, and `watch` reports it as fatal so that the process exits for its supervisor to restart.
@@ -14,7 +14,9 @@ def not_ready(state) -> Optional[str]:
     if not state.ready:
         return (f"model failed to load: {state.load_error}" if state.load_error
                 else "model loading")
-    busy = state.batcher.busy_for()
+    if state.registry.serving() is None:
+        return "no model is loaded"
+    busy = state.registry.busy_for()
     if busy > state.settings.stall_timeout_s:
         return f"inference stalled: the current backend call has run for {busy:.0f} s"
     return None
@@ -25,7 +27,7 @@ async def watch(state, on_fatal: Callable[[str], None], period_s: float = 0.5) -
     limit = state.settings.stall_exit_s
     while limit > 0:
         await asyncio.sleep(period_s)
-        busy = state.batcher.busy_for() if state.batcher is not None else 0.0
+        busy = state.registry.busy_for()
         if busy > limit:
             on_fatal(f"inference hung: a backend call has run for {busy:.0f} s "
                      f"(stall_exit_s {limit:g})")

@@ -22,8 +22,9 @@ async def readyz(request: Request):
     reason = not_ready(state)
     if reason:
         return JSONResponse({"detail": reason}, status_code=503, headers={"Retry-After": "5"})
-    b = state.backend
-    return Ready(status="ready", model=b.model_name, backend=b.name, device=b.device,
+    served = state.registry.serving()
+    b = served.backend
+    return Ready(status="ready", model=served.name, backend=b.name, device=b.device,
                  max_batch_size=state.settings.max_batch_size)
 
 

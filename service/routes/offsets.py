@@ -1,13 +1,15 @@
 """GET /offsets/{id}: where the deformable layers sampled, for a point of a past detection."""
 from typing import Literal, Optional
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from ..dependencies import require_key
+from ..errors import ServiceError
 from ..images import decode
 from ..schemas import Error, OffsetLayer, OffsetsResponse
 
-router = APIRouter(tags=["offsets"])
+router = APIRouter(tags=["offsets"], dependencies=[Depends(require_key)])
 
 
 def default_point(record):
@@ -26,7 +28,7 @@ def default_point(record):
                 "the top layer samples 9 points, each of those 9 more, ... Colour by layer, size "
                 "by modulation weight. `format=json` returns the points instead.",
     response_model=OffsetsResponse,
-    responses={200: {"content": {"image/png": {}}}, 404: {"model": Error},
+    responses={200: {"content": {"image/png": {}}}, 401: {"model": Error}, 404: {"model": Error},
                422: {"model": Error}})
 async def offsets(
         request: Request,
@@ -49,9 +51,13 @@ async def offsets(
                                  f"{record.height} image")
     if not state.ready:
         raise HTTPException(503, "model not ready", headers={"Retry-After": "5"})
+    try:  # the version that detected, else (reloaded since) the model's newest
+        served = state.registry.resolve(record.model or None, record.version or None)
+    except ServiceError:
+        served = state.registry.resolve(record.model or None)
     image = await run_in_threadpool(decode, record.data, state.settings.max_image_pixels)
-    backend = state.backend
-    layers = await state.batcher.run_exclusive(lambda: backend.sampling_points(image, x, y))
+    backend = served.backend
+    layers = await served.batcher.run_exclusive(lambda: backend.sampling_points(image, x, y))
     for index, entry in enumerate(layers):
         entry["index"] = index
     if layer is not None:

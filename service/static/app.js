@@ -7,6 +7,7 @@ const ctx = canvas.getContext("2d");
 const statusLine = document.getElementById("status");
 const threshold = document.getElementById("threshold");
 const layersBox = document.getElementById("layers");
+const picker = document.getElementById("model-picker");
 const state = { image: null, result: null, offsets: null, hidden: new Set() };
 
 function setStatus(text) { statusLine.textContent = text; }
@@ -48,7 +49,8 @@ function draw() {
   const total = state.result ? state.result.detections.length : 0;
   if (state.result) {
     setStatus(`${shown.length} of ${total} detections shown; ${state.result.timing_ms.total} ms ` +
-      `(${state.result.backend}). Click the image to see sampling locations.`);
+      `(${state.result.model} v${state.result.version}, ${state.result.backend}). ` +
+      "Click the image to see sampling locations.");
   }
 }
 
@@ -76,7 +78,8 @@ async function detect(file) {
   setStatus("Detecting…");
   state.result = null; state.offsets = null;
   const bitmap = await createImageBitmap(file, { imageOrientation: "from-image" }).catch(() => null);
-  const response = await fetch("/detect?score_threshold=0.05&max_detections=1000", {
+  const model = picker.value ? `&model=${encodeURIComponent(picker.value)}` : "";
+  const response = await fetch(`/detect?score_threshold=0.05&max_detections=1000${model}`, {
     method: "POST", body: file, headers: { "Content-Type": file.type || "application/octet-stream" },
   });
   if (!response.ok) { setStatus(`Error ${response.status}: ${await errorText(response)}`); return; }
@@ -85,6 +88,7 @@ async function detect(file) {
   canvas.height = state.result.height;
   state.image = bitmap;
   canvas.dataset.resultId = state.result.id;
+  canvas.dataset.model = state.result.model;
   if (!bitmap) {  // e.g. TIFF: the service decodes it, this browser cannot display it
     canvas.dataset.boxes = "0";
     setStatus(`${state.result.detections.length} detections; this browser cannot display the ` +
@@ -126,4 +130,17 @@ canvas.addEventListener("click", e => {
 });
 fetch("/readyz").then(r => r.json()).then(r => {
   document.getElementById("model").textContent = r.model ? `${r.model} · ${r.backend} · ${r.device}` : r.detail;
+});
+// The served models (the default one first); /detect gets the chosen one as ?model=.
+fetch("/models").then(r => r.ok ? r.json() : { models: [] }).then(list => {
+  const served = list.models.filter(m => m.versions.some(v => v.state === "READY"))
+    .sort((a, b) => b.default - a.default);
+  for (const m of served) {
+    const ready = m.versions.filter(v => v.state === "READY");
+    const option = document.createElement("option");
+    option.value = m.name;
+    option.textContent = `${m.name} v${ready[ready.length - 1].version} (${ready[ready.length - 1].classes.join(", ")})`;
+    picker.append(option);
+  }
+  picker.dataset.models = String(served.length);
 });

@@ -111,3 +111,56 @@ def wait_ready(client, timeout: float = 10.0) -> None:
         if time.time() > deadline:
             raise RuntimeError("the service did not become ready")
         time.sleep(0.02)
+
+
+def fake_repository(root, models) -> str:
+    """A model repository of empty checkpoints for fake backends: `models` maps a name to
+    {version: classes}. Returns its path."""
+    import json
+
+    for name, versions in models.items():
+        for version, classes in versions.items():
+            folder = os.path.join(str(root), name, str(version))
+            os.makedirs(folder, exist_ok=True)
+            with open(os.path.join(folder, name + ".json"), "w") as f:
+                json.dump({"classes": classes}, f)
+            open(os.path.join(folder, name + ".safetensors"), "wb").close()
+    return str(root)
+
+
+class RepositoryFake(FakeBackend):
+    """A fake backend for a checkpoint of fake_repository: its classes from the JSON (a JSON
+    with "broken" fails to load); `version` from the folder."""
+
+    def __init__(self, checkpoint: str, delay: float = 0.0) -> None:
+        import json
+
+        super().__init__(tile=1000, delay=delay)
+        with open(checkpoint + ".json") as f:
+            config = json.load(f)
+        if config.get("broken"):
+            raise ValueError("weights do not match the architecture")
+        self.classes = config["classes"]
+        self.model_name = os.path.basename(checkpoint)
+        self.version = int(os.path.basename(os.path.dirname(checkpoint)))
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def checkpoint_copy(folder, classes) -> None:
+    """A version folder holding the shipped checkpoint renamed to other `classes` (same
+    weights): a second real model of different classes."""
+    import json
+    import shutil
+
+    weights = os.path.join(os.path.dirname(__file__), "..", "..", "model", "weights")
+    stem = "dcn_mobilenet_v2_fpn_trees"
+    os.makedirs(folder)
+    shutil.copy(os.path.join(weights, stem + ".safetensors"), folder)
+    with open(os.path.join(weights, stem + ".json")) as f:
+        config = json.load(f)
+    config["classes"] = classes
+    with open(os.path.join(folder, stem + ".json"), "w") as f:
+        json.dump(config, f)

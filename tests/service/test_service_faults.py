@@ -149,7 +149,7 @@ def test_out_of_memory_is_a_503_with_retry_after():
 def queue_depth(url: str) -> float:
     text = httpx.get(url + "/metrics").text
     return float(next(line.split()[1] for line in text.splitlines()
-                      if line.startswith("dcn_queue_depth ")))
+                      if line.startswith('dcn_queue_depth{model="fake",version="1"} ')))
 
 
 def test_sigterm_with_a_full_queue_answers_every_accepted_request_then_exits_0():

@@ -8,7 +8,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
-from service_support import encode, live_server, photo
+from service_support import checkpoint_copy, encode, live_server, photo
 
 from service.app import create_app
 from service.settings import Settings
@@ -73,3 +73,34 @@ def test_upload_draws_boxes_and_click_shows_sampling_points(browser, url, tmp_pa
     assert (tmp_path / "page.png").stat().st_size > 10_000
     if os.environ.get("DCN_SCREENSHOT"):  # refreshes the README's screenshot
         browser.save_screenshot(os.environ["DCN_SCREENSHOT"])
+
+
+def test_keyed_page_picks_a_model_from_the_repository(browser, tmp_path_factory, tmp_path):
+    root = tmp_path_factory.mktemp("repository")
+    checkpoint_copy(root / "trees" / "1", ["tree"])
+    checkpoint_copy(root / "crowns" / "2", ["crown"])
+    settings = Settings(model_repository=str(root), backend="torch", device="cpu",
+                        api_keys="page-key")
+    path = tmp_path / "SOAP_061.png"
+    path.write_bytes(encode(photo("SOAP_061")[:300, :300]))
+    with live_server(create_app(settings)) as base:
+        browser.get(base + "/")
+        assert "dcnserve" not in browser.page_source  # 401: the page needs the key
+        # What a browser does once its login prompt has the key: send it with every request.
+        browser.execute_cdp_cmd("Network.enable", {})
+        browser.execute_cdp_cmd("Network.setExtraHTTPHeaders",
+                                {"headers": {"Authorization": "Bearer page-key"}})
+        try:
+            browser.get(base + "/")
+            wait = WebDriverWait(browser, 120)
+            picker = browser.find_element(By.ID, "model-picker")
+            wait.until(lambda d: picker.get_attribute("data-models") == "2")
+            assert "crown" in picker.text and "tree" in picker.text
+            browser.execute_script("const p = document.getElementById('model-picker');"
+                                   "p.value = 'trees'; p.dispatchEvent(new Event('change'));")
+            browser.find_element(By.ID, "file").send_keys(str(path))
+            canvas = browser.find_element(By.ID, "canvas")
+            wait.until(lambda d: canvas.get_attribute("data-model") == "trees")
+            assert int(canvas.get_attribute("data-boxes") or 0) > 0
+        finally:
+            browser.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {}})
