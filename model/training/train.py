@@ -206,9 +206,6 @@ def train(cfg: Dict[str, Any], out: str, arch_overrides: Optional[Dict[str, Any]
                           weight_decay=cfg["weight_decay"])
     if state:
         opt.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
-        np.random.set_state(state["numpy_rng"])
-        random.setstate(state["python_rng"])
     cache = decoded_cache(train_set, cfg["cache_gb"] * 2 ** 30)
     crops = RandomCrops(train_set, cfg["crop"], seed=cfg["seed"], scale=tuple(cfg["scale"]),
                         blur=tuple(cfg["blur"]), flips=cfg["flips"], cache=cache)
@@ -232,6 +229,10 @@ def train(cfg: Dict[str, Any], out: str, arch_overrides: Optional[Dict[str, Any]
     model.train()
     try:
         batches = CropLoader(crops, cfg["batch_size"], cfg["workers"]).batches(start, total)
+        if state:  # after the loader, which draws its base seed from torch's generator
+            torch.set_rng_state(state["torch_rng"])
+            np.random.set_state(state["numpy_rng"])
+            random.setstate(state["python_rng"])
         for it in range(start, total):
             for group in opt.param_groups:
                 group["lr"] = lr_at(cfg, it) * group["lr_mult"]
