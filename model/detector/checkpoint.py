@@ -6,7 +6,7 @@
 """
 import json
 import os
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Sequence, Tuple
 
 FORMAT = "dcnserve-detector/1"
 # Parameters renamed since a checkpoint format was first shipped: old prefix -> new prefix.
@@ -71,8 +71,10 @@ def load_config(stem: str) -> Dict[str, Any]:
     return config
 
 
-def load_weights(model, stem: str):
-    """Loads the weights at checkpoint `stem` into `model` (nn.Module), checking they fit."""
+def load_weights(model, stem: str, keep: Sequence[str] = ()):
+    """Loads the weights at checkpoint `stem` into `model` (nn.Module), checking they fit.
+    Parameters whose names start with a prefix in `keep` keep `model`'s own values (e.g. the box
+    predictor, when fine-tuning for other classes)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -85,6 +87,9 @@ def load_weights(model, stem: str):
         raise CheckpointError(f"{weights_path} is not a valid safetensors file: {e}") from None
     reference = model.state_dict()
     state = current_names(state, reference)
+    if keep:
+        state = {k: v for k, v in state.items() if not k.startswith(tuple(keep))}
+        state.update({k: v for k, v in reference.items() if k.startswith(tuple(keep))})
     missing = sorted(set(reference) - set(state))
     unexpected = sorted(set(state) - set(reference))
     wrong = [k for k in reference if k in state and state[k].shape != reference[k].shape]

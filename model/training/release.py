@@ -1,20 +1,21 @@
 """The release step: a training checkpoint copied in half precision for the repository, with
-the copy's own validation AP measured and recorded.
+the copy's own validation AP (on the validation split the run recorded) measured and recorded.
 
-    python -m model.release runs/dcn/last model/weights/dcn_mobilenet_v2_fpn_trees \
-        --settings '{"box_nms_thresh": 0.3}'
+    python -m model.release runs/mine/best releases/mine [--settings '{"box_nms_thresh": 0.3}']
+
+Serve the copy with `DCN_CHECKPOINT=releases/mine make serve`.
 """
 import json
 from typing import Any, Dict, List, Optional
 
 import torch
 
-from model.detector.checkpoint import load_config, load_weights, save
+from model.detector.checkpoint import CheckpointError, load_config, load_weights, save
 from model.detector.zoo import build_model
 from model.runtimes.loading import eager_detector
 
-from . import data
-from .evaluate import average_precision
+from .datasets import DatasetError
+from .evaluate import evaluate_dataset, validation_dataset
 
 
 def ship(source: str, destination: str, tta: int = 4,
@@ -36,12 +37,12 @@ def ship(source: str, destination: str, tta: int = 4,
         for t in model.state_dict().values():
             if t.is_floating_point():
                 t.copy_(t.half())
-    split = data.load_split(data.VAL_IMAGES)
+    split = validation_dataset(config)
     detector = eager_detector(model, config)
     for views, key in ((1, "validation"), (tta, f"validation_tta{tta}")):
-        preds = detector.predict([a.image for a in split], score_threshold=0.0,
-                                 max_detections=1000, tta=views)
-        config["metrics"][key] = average_precision(preds, [a.boxes for a in split])
+        result = evaluate_dataset(detector, split, views)
+        result.pop("predictions")
+        config.setdefault("metrics", {})[key] = result
     save(model, config, destination, half=True)
 
 
@@ -51,12 +52,18 @@ def main(argv: Optional[List[str]] = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m model.release",
                                  description="copy a checkpoint in half precision (to ship it)")
     ap.add_argument("source")
-    ap.add_argument("destination")
+    ap.add_argument("destination", help="checkpoint stem of the copy")
+    ap.add_argument("--tta", type=int, default=4, choices=(1, 2, 4, 8))
     ap.add_argument("--settings", type=json.loads, default=None,
                     help='architecture settings that change no weights, as JSON, e.g. '
                          '\'{"box_nms_thresh": 0.3}\'')
     args = ap.parse_args(argv)
-    ship(args.source, args.destination, settings=args.settings)
+    try:
+        ship(args.source, args.destination, tta=args.tta, settings=args.settings)
+    except (CheckpointError, DatasetError) as e:
+        raise SystemExit(f"error: {e}") from None
+    print(f"released {args.destination}: validation "
+          f"{json.dumps(load_config(args.destination)['metrics']['validation'])}")
 
 
 if __name__ == "__main__":
