@@ -54,19 +54,23 @@ $(ORT_LIB): $(VENV)/.deps $(ORT_HEADERS) $(ORT_SOURCES)
 	g++ -std=c++17 -O3 -fPIC -shared -fopenmp-simd -DDCN_OPENMP_SIMD -Wall -Ithird_party/onnxruntime \
 	  onnx_plugins/src/*.cc -Wl,--no-undefined -Wl,--version-script=$(ORT_EXPORTS) -o $@
 
-# Its CUDA-enabled twin (CPU + CUDA execution providers), built whenever nvcc is present.
+# Its CUDA-enabled twin (CPU + CUDA execution providers), built whenever nvcc is present. It finds
+# libcublas / libcudart in the venv's CUDA wheels by a relative run path, as laid out here and in
+# the image (onnx_plugins/lib next to .venv), so it loads and `ldd` resolves it without a CUDA
+# install.
 ORT_CUDA_LIB := onnx_plugins/lib/libdcn_ort_cuda.so
 NVCC_ARCH := $(foreach a,$(subst ;, ,$(TORCH_CUDA_ARCH_LIST)),-gencode=arch=compute_$(subst .,,$(a)),code=sm_$(subst .,,$(a)))
 
 $(ORT_CUDA_LIB): $(VENV)/.deps $(ORT_HEADERS) $(ORT_SOURCES) $(wildcard onnx_plugins/src/*.cu csrc/cuda/*.cuh)
 	mkdir -p build/ort onnx_plugins/lib
 	nv="$$($(PY) -c 'import nvidia, os; print(os.path.join(nvidia.__path__[0], "cu13"))')" && \
+	rpath="$$($(PY) -c 'import os, sys; print(os.path.relpath(sys.argv[1], "onnx_plugins/lib"))' "$$nv/lib")" && \
 	$(CUDA_HOME)/bin/nvcc -std=c++17 -O3 -Xcompiler -fPIC $(NVCC_ARCH) -Ithird_party/onnxruntime \
 	  -I"$$nv/include" -c onnx_plugins/src/ops_cuda.cu -o build/ort/ops_cuda.o && \
 	g++ -std=c++17 -O3 -fPIC -shared -fopenmp-simd -DDCN_OPENMP_SIMD -DDCN_WITH_CUDA -Wall \
 	  -Ithird_party/onnxruntime -I$(CUDA_HOME)/include onnx_plugins/src/*.cc build/ort/ops_cuda.o \
-	  -L"$$nv/lib" -l:libcublas.so.13 -l:libcudart.so.13 -Wl,--no-undefined \
-	  -Wl,--version-script=$(ORT_EXPORTS) -o $@
+	  -L"$$nv/lib" -l:libcublas.so.13 -l:libcudart.so.13 -Wl,-rpath,'$$ORIGIN'/"$$rpath" \
+	  -Wl,--no-undefined -Wl,--version-script=$(ORT_EXPORTS) -o $@
 
 ifeq ($(WITH_CUDA),1)
 build: $(ORT_CUDA_LIB)
@@ -120,7 +124,10 @@ $(CUDA_ON_CPU_ORT_LIB): $(CUDA_ON_CPU_ORT_OBJECTS) $(ORT_EXPORTS)
 
 -include $(CUDA_ON_CPU_TORCH_OBJECTS:.o=.d) $(CUDA_ON_CPU_ORT_OBJECTS:.o=.d)
 
-cuda-on-cpu: $(CUDA_ON_CPU_TORCH_LIB) $(CUDA_ON_CPU_ORT_LIB)
+# Parallel wherever it is asked for (make test, test-asan, mutants): torch's headers make each
+# file a long compile.
+cuda-on-cpu:
+	$(MAKE) --no-print-directory -j$(MAX_JOBS) $(CUDA_ON_CPU_TORCH_LIB) $(CUDA_ON_CPU_ORT_LIB)
 
 # Every CUDA kernel run on the CPU against the CPU ops (a few minutes).
 CUDA_ON_CPU_TESTS := $(wildcard tests/ops/test_*_on_cpu.py)
@@ -211,8 +218,11 @@ fuzz: build
 # The GPU path end to end on a GPU host (build for its arch, CUDA tests, compute-sanitizer, CUDA-event
 # benchmarks, service; reports in build/gpu-check): README "On a GPU". Uses $(PYTHON) as it is, no
 # venv. DRY_RUN=1 walks the same steps without a GPU (tests/test_gpu_check.py runs it).
+# PREBUILT=1 checks the libraries as built (the GPU image: docs/gpu.md) instead of building them
+# for this GPU; GPU_CHECK_OUT names the report folder.
 gpu-check:
-	$(PYTHON) gpu_check/run.py $(if $(filter 1,$(DRY_RUN)),--dry-run)
+	$(PYTHON) gpu_check/run.py $(if $(filter 1,$(DRY_RUN)),--dry-run) \
+	  $(if $(filter 1,$(PREBUILT)),--prebuilt) $(if $(GPU_CHECK_OUT),--out $(GPU_CHECK_OUT))
 
 # The CPU kernels built with AddressSanitizer in a separate tree, running the op tests; and the
 # CUDA kernels run on the CPU, built with AddressSanitizer and UBSan, against them.
