@@ -25,7 +25,8 @@ def node_model(op, inputs, dtype, **attrs):
     node = helper.make_node(op, inputs, ["Y"], domain="dcn", **attrs)
     graph = helper.make_graph([node], op, ins, [helper.make_tensor_value_info("Y", elem, None)])
     opsets = [helper.make_opsetid("", 19), helper.make_opsetid("dcn", 1)]
-    return helper.make_model(graph, opset_imports=opsets).SerializeToString()
+    # IR 10: what every ONNX Runtime here reads (onnx writes its newest by default).
+    return helper.make_model(graph, ir_version=10, opset_imports=opsets).SerializeToString()
 
 
 def run(library, model, feeds):
