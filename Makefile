@@ -194,9 +194,10 @@ test: build cuda-on-cpu browser lint lint-deploy
 	$(PY) -m pytest -q --ignore=tests/test_triton.py
 	$(MAKE) --no-print-directory test-image
 
-# The CPU variant of the image, built from a local Debian base and run with docker-compose:
-# health, smoke test, restart, graceful drain, Triton repository job (deploy/test_image.sh).
-# Needs root (apt-get, dockerd, debootstrap); no GPU, no registry images.
+# Both variants of the image, built from a local Debian base: the CPU one run with docker-compose
+# (health, smoke test, restart, graceful drain, Triton repository job), the GPU one checked
+# without a GPU (docs/gpu.md). deploy/test_image.sh; needs root (apt-get, dockerd, debootstrap);
+# no GPU, no registry images.
 test-image: $(VENV)/.deps
 	bash deploy/test_image.sh
 
