@@ -17,4 +17,5 @@ def deform_conv_model(shape, op="DeformConv", domain=""):
                             kernel_shape=[k, k], pads=[1, 1, 1, 1])
     graph = helper.make_graph([node], op, inputs, [helper.make_tensor_value_info("Y", f, None)])
     opsets = [helper.make_opsetid("", 19)] + ([helper.make_opsetid(domain, 1)] if domain else [])
-    return helper.make_model(graph, opset_imports=opsets).SerializeToString()
+    # IR 10: what every ONNX Runtime here reads (onnx writes its newest by default).
+    return helper.make_model(graph, ir_version=10, opset_imports=opsets).SerializeToString()

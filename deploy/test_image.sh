@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# `make test-image`: builds the CPU variant of the image and checks the running container, on a
-# machine without a GPU and without registry images (CI runs it on every run).
+# `make test-image`: builds both variants of the image and checks them, on a machine without a GPU
+# and without registry images (CI runs it on every run).
 #   1. the engine: Debian's docker.io, docker-compose and debootstrap when missing; dockerd is
 #      started only when none answers, and whatever this script started is stopped on exit;
 #   2. the local base: debootstrap from this machine's Debian source, plus the host's own CA
@@ -8,12 +8,20 @@
 #      this local base gets them, never the Dockerfile or an image built from a registry base;
 #   3. docker-compose.yml + docker-compose.cpu.yml: build, up, and against the container:
 #      healthy, non-root, /readyz, deploy/smoke.sh, restart after `docker kill`, the drain on
-#      `docker-compose stop`, the triton-repository job.
-# Settings: DCN_BASE_IMAGE (tag of the local base, made when missing).
+#      `docker-compose stop`, the triton-repository job;
+#   4. the GPU image as `docker-compose build` makes it (dcnserve:latest: CUDA kernels for
+#      DCN_CUDA_ARCHS, libdcn_ort_cuda.so, onnxruntime-gpu; the venv's layers shared with the CPU
+#      image), then without a GPU: deploy/gpu_image_checks.py inside it (CUDA kernels registered,
+#      both ORT libraries load, ldd resolves them, CUDAExecutionProvider listed), the service up
+#      and /readyz naming its device, the compose GPU reservation, and `make gpu-check` walked
+#      inside the image (its dry run: the one-liner of docs/gpu.md minus the GPU).
+# Settings: DCN_BASE_IMAGE (tag of the local base, made when missing), DCN_CUDA_ARCHS (CUDA
+# architectures of the GPU image; CI's short list by default, the Dockerfile's own is the full one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="$PWD/.venv/bin/python"   # not realpath: that would leave the venv
 export DCN_BASE_IMAGE="${DCN_BASE_IMAGE:-local/debian-minbase:bookworm}"
+export DCN_CUDA_ARCHS="${DCN_CUDA_ARCHS:-9.0}"
 export COMPOSE_PROJECT_NAME=dcnserve-test-image
 export COMPOSE_FILE=docker-compose.yml:docker-compose.cpu.yml
 export DOCKER_BUILDKIT=0 COMPOSE_DOCKER_CLI_BUILD=0   # Debian's engine has the legacy builder only
@@ -24,6 +32,7 @@ export DCN_HOST_PORT
 base_url="http://127.0.0.1:$DCN_HOST_PORT"
 work="$(mktemp -d)"
 dockerd_pid=""
+gpu_container="${COMPOSE_PROJECT_NAME}-gpu"
 log() { echo "test-image: $*"; }
 fail() { echo "test-image: FAIL: $*" >&2; exit 1; }
 
@@ -34,6 +43,7 @@ cleanup() {
   fi
   if docker info >/dev/null 2>&1; then
     docker-compose --profile triton down -v --remove-orphans >/dev/null 2>&1 || true
+    docker rm -f "$gpu_container" >/dev/null 2>&1 || true
   fi
   if [ -n "$dockerd_pid" ]; then
     log "stopping the dockerd this script started (pid $dockerd_pid)"
@@ -118,11 +128,12 @@ wait_healthy() {
 }
 
 wait_ready() {
+  local url="${1:-$base_url}"
   for _ in $(seq 300); do
-    curl -fsS "$base_url/readyz" -o "$work/ready.json" 2>/dev/null && return
+    curl -fsS "$url/readyz" -o "$work/ready.json" 2>/dev/null && return
     sleep 1
   done
-  fail "/readyz not 200 after 300 s"
+  fail "/readyz at $url not 200 after 300 s"
 }
 
 # smoke.sh says `docker compose`; Debian's Compose 1.29 is `docker-compose`. A CLI plugin in a
@@ -198,4 +209,44 @@ docker run --rm -v "${COMPOSE_PROJECT_NAME}_triton-models:/models:ro" --entrypoi
 "$PY" deploy/container_checks.py triton-repository "$work/models"
 log "Triton itself is not run: its image cannot be pulled here and it needs a GPU"
 
-log "passed: build $build_s s, image $((size / 1000000)) MB"
+log "building the GPU image dcnserve:latest (base $DCN_BASE_IMAGE, CUDA archs $DCN_CUDA_ARCHS)"
+start=$SECONDS
+COMPOSE_FILE=docker-compose.yml docker-compose build dcnserve >"$work/build-gpu.log" 2>&1 \
+  || { tail -n 40 "$work/build-gpu.log" >&2; fail "GPU image build"; }
+gpu_build_s=$((SECONDS - start))
+gpu_size="$(docker image inspect -f '{{.Size}}' dcnserve:latest)"
+shared="$(docker history -q --no-trunc dcnserve:cpu | grep -c -F -x -f - \
+  <(docker history -q --no-trunc dcnserve:latest) || true)"
+log "image dcnserve:latest built in $gpu_build_s s, $((gpu_size / 1000000)) MB" \
+  "($shared layers shared with dcnserve:cpu)"
+
+docker run --rm -i --entrypoint python dcnserve:latest - <deploy/gpu_image_checks.py \
+  || fail "checks inside the GPU image"
+docker run --rm --entrypoint compute-sanitizer dcnserve:latest --version | tail -n 1 \
+  | sed 's/^/test-image: compute-sanitizer in the image: /' || fail "compute-sanitizer"
+
+log "the GPU image's service without a GPU"
+docker run -d --name "$gpu_container" dcnserve:latest >/dev/null
+gpu_ip="$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' \
+  "$gpu_container")"
+wait_ready "http://$gpu_ip:8000"
+grep -q '"device":"cpu"' "$work/ready.json" || fail "/readyz does not say cpu: $(cat "$work/ready.json")"
+log "/readyz 200 without a GPU: $(cat "$work/ready.json")"
+docker rm -f "$gpu_container" >/dev/null
+
+# docker-compose.yml with docker-compose.override.yml, as `docker compose up` reads them.
+COMPOSE_FILE=docker-compose.yml:docker-compose.override.yml docker-compose config \
+  >"$work/gpu-compose.yml" || fail "docker-compose config of the GPU setup"
+grep -A 8 'reservations:' "$work/gpu-compose.yml" | grep -q 'driver: nvidia' \
+  && grep -A 8 'reservations:' "$work/gpu-compose.yml" | grep -q -- '- gpu' \
+  || fail "the compose GPU reservation is missing: $(cat "$work/gpu-compose.yml")"
+log "docker-compose config: dcnserve reserves an NVIDIA GPU"
+
+log "make gpu-check inside the GPU image (dry run: no GPU here)"
+docker run --rm --entrypoint make dcnserve:latest gpu-check DRY_RUN=1 PREBUILT=1 \
+  GPU_CHECK_OUT=/tmp/gpu-check >"$work/gpu-check.log" 2>&1 \
+  || { tail -n 40 "$work/gpu-check.log" >&2; fail "make gpu-check in the GPU image"; }
+grep '\[gpu-check\] DRY RUN done' "$work/gpu-check.log" | sed 's/^/test-image: /'
+
+log "passed: CPU image built in $build_s s, $((size / 1000000)) MB;" \
+  "GPU image built in $gpu_build_s s, $((gpu_size / 1000000)) MB"

@@ -24,13 +24,25 @@ BACKENDS = ("auto",) + KINDS  # what load_runtime and the service accept
 DEVICES = ("cpu", "cuda", "auto")
 
 
+def _driver_sees_a_gpu() -> bool:
+    """Whether the NVIDIA driver shows this process a GPU, asked without torch. (onnxruntime-gpu
+    lists its CUDA provider wherever it is installed, GPU or not.)"""
+    import ctypes
+
+    try:
+        driver = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return False
+    count = ctypes.c_int(0)
+    return (driver.cuInit(0) == 0 and driver.cuDeviceGetCount(ctypes.byref(count)) == 0
+            and count.value > 0)
+
+
 def _has_cuda_gpu() -> bool:
     try:
         import torch
-    except ImportError:  # a torch-free install: ONNX Runtime's CUDA provider says
-        import onnxruntime as ort
-
-        return "CUDAExecutionProvider" in ort.get_available_providers()
+    except ImportError:  # a torch-free install
+        return _driver_sees_a_gpu()
     return torch.cuda.is_available()
 
 
@@ -61,7 +73,7 @@ def resolve_device(kind: str, device: str) -> str:
         import onnx_plugins
 
         cuda = ("CUDAExecutionProvider" in ort.get_available_providers()
-                and onnx_plugins.has_library(cuda=True))
+                and onnx_plugins.has_library(cuda=True) and _driver_sees_a_gpu())
     elif device != "cpu":
         import torch
 

@@ -1,8 +1,14 @@
 // CUDA kernels of the ORT ops: the column kernels and RoI kernels of csrc/cuda (the same ones the
-// PyTorch ops launch) on ONNX Runtime's compute stream, and cuBLAS for the GEMM.
+// PyTorch ops launch) on ONNX Runtime's compute stream, and cuBLAS for the GEMM. With
+// -DDCN_CUDA_ON_CPU this file compiles as C++ against csrc/emulation instead (cuBLAS a reference
+// GEMM with cuBLAS's arguments) and its kernels run on the CPU execution provider.
+#ifdef DCN_CUDA_ON_CPU
+#include "../../csrc/emulation/cublas_on_cpu.h"
+#else
 #include <cublas_v2.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
+#endif
 
 #include <mutex>
 #include <unordered_map>
@@ -174,22 +180,22 @@ OrtStatusPtr DeformConv2dCuda<T>::ComputeV2(OrtKernelContext* raw) {
     Scratch scratch(ctx, x);
 
     D* image = scratch.alloc<D>(size_t(s.batch) * s.plane_size() * s.channels);
-    transpose_kernel<<<cuda_blocks(int64_t(s.batch) * s.plane_size() * s.channels), kCudaThreads, 0,
-                       stream>>>(device_data<T>(x), s.batch, s.channels, s.plane_size(), image);
+    launch_kernel(transpose_kernel<D>, int64_t(s.batch) * s.plane_size() * s.channels, stream,
+                  device_data<T>(x), s.batch, s.channels, s.plane_size(), image);
     const WeightTranspose wt = column_weight_transpose(s, c_out);
     D* weight = scratch.alloc<D>(size_t(c_out) * rows_g);
-    transpose_kernel<<<cuda_blocks(c_out * rows_g), kCudaThreads, 0, stream>>>(
-        device_data<T>(w), wt.batch, wt.rows, wt.cols, weight);
-    fill_bias_kernel<<<cuda_blocks(int64_t(s.batch) * c_out * P), kCudaThreads, 0, stream>>>(
-        out, device_data<T>(bias), s.batch, c_out, P);
+    launch_kernel(transpose_kernel<D>, c_out * rows_g, stream, device_data<T>(w), wt.batch, wt.rows,
+                  wt.cols, weight);
+    launch_kernel(fill_bias_kernel<D>, int64_t(s.batch) * c_out * P, stream, out,
+                  device_data<T>(bias), s.batch, c_out, P);
     check_cuda(cudaGetLastError(), "DeformConv2d launch");
 
     D* col = scratch.alloc<D>(size_t(plan.buffer_entries()));
     cublasHandle_t blas = cublas_for(stream);
     const float one = 1.f;
     plan.for_each_chunk([&](const ColumnChunk& k) {
-      im2col_kernel<D, float><<<cuda_blocks(k.q * CK), kCudaThreads, 0, stream>>>(
-          image, device_data<T>(offset), device_data<T>(mask), s, k.j0, k.q, col);
+      launch_kernel(im2col_kernel<D, float>, k.q * CK, stream, image, device_data<T>(offset),
+                    device_data<T>(mask), s, k.j0, k.q, col);
       check_cuda(cudaGetLastError(), "im2col launch");
       // Row-major out[n][g] (C_out/groups x q, row stride P) += W_g x col_g^T, i.e. in cuBLAS'
       // column-major terms out^T (q x C_out/groups) = col_g (q x rows_g) x W_g^T; float32
@@ -234,9 +240,9 @@ OrtStatusPtr DeformRoIPoolCuda<T, PositionSensitive>::ComputeV2(OrtKernelContext
     Ort::UnownedValue y = ctx.GetOutput(0, call.output_shape());
     const int64_t count = rois_shape[0] * s.out_channels * s.pooled_h * s.pooled_w;
     if (count == 0) return;
-    roi_pool_forward_kernel<D, float><<<cuda_blocks(count), kCudaThreads, 0, stream>>>(
-        device_data<T>(x), device_data<T>(rois), device_data<T>(offset), s, count,
-        reinterpret_cast<D*>(y.GetTensorMutableData<T>()));
+    launch_kernel(roi_pool_forward_kernel<D, float>, count, stream, device_data<T>(x),
+                  device_data<T>(rois), device_data<T>(offset), s, count,
+                  reinterpret_cast<D*>(y.GetTensorMutableData<T>()));
     check_cuda(cudaGetLastError(), "RoI pooling launch");
   });
 }

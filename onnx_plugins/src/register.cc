@@ -1,11 +1,14 @@
 // The library's one entry point: RegisterCustomOps adds the custom domain "dcn" (version 1) with
 // DeformConv2d, DeformRoIPool and PSDeformRoIPool for the CPU execution provider (float32) and,
-// when built with CUDA, the CUDA execution provider (float32 and float16).
+// when built with CUDA, the CUDA execution provider (float32 and float16). The CPU emulation of
+// the CUDA kernels (-DDCN_CUDA_ON_CPU) registers those alone, on the CPU execution provider.
 #include <memory>
 #include <mutex>
 #include <vector>
 
+#ifndef DCN_CUDA_ON_CPU
 #include "ops_cpu.h"
+#endif
 #ifdef DCN_WITH_CUDA
 #include "ops_cuda.h"
 #endif
@@ -33,9 +36,11 @@ struct Op : Ort::CustomOpBase<Op<Kernel>, Kernel, /*WithStatus=*/true> {
 struct Registry {
   std::mutex lock;
   std::vector<std::unique_ptr<Ort::CustomOpDomain>> domains;
+#ifndef DCN_CUDA_ON_CPU
   Op<DeformConv2dCpu> deform_conv2d_cpu;
   Op<DeformRoIPoolCpu<false>> deform_roi_pool_cpu;
   Op<DeformRoIPoolCpu<true>> ps_deform_roi_pool_cpu;
+#endif
 #ifdef DCN_WITH_CUDA
   Op<DeformConv2dCuda<float>> deform_conv2d_cuda;
   Op<DeformRoIPoolCuda<float, false>> deform_roi_pool_cuda;
@@ -64,9 +69,11 @@ extern "C" OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOptions* options,
     Registry& r = registry();
     std::lock_guard<std::mutex> guard(r.lock);
     auto domain = std::make_unique<Ort::CustomOpDomain>("dcn");
+#ifndef DCN_CUDA_ON_CPU
     domain->Add(&r.deform_conv2d_cpu);
     domain->Add(&r.deform_roi_pool_cpu);
     domain->Add(&r.ps_deform_roi_pool_cpu);
+#endif
 #ifdef DCN_WITH_CUDA
     domain->Add(&r.deform_conv2d_cuda);
     domain->Add(&r.deform_roi_pool_cuda);

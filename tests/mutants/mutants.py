@@ -3,13 +3,20 @@ tests that must go red when it is made. Data only: tests/mutants/run.py applies 
 time to a scratch copy of the tree.
 
 Each mutant: `name`, `promise` (what it breaks), `edits` (file, exact snippet to find, what to
-put in its place; the snippet must occur exactly once) and `tests` (pytest node ids). When the
-code moves, update the snippets: the runner reports "snippet not found" rather than "survived".
+put in its place; the snippet must occur exactly once), `tests` (pytest node ids) and, for a
+breakage of compiled code, `build` (the make target that rebuilds it from the scratch sources
+before its tests run). When the code moves, update the snippets: the runner reports "snippet not
+found" rather than "survived".
+
+The CUDA mutants break csrc/cuda and onnx_plugins/src/ops_cuda.cu; their tests run those very
+sources on the CPU (`make cuda-on-cpu`, tests/ops/test_*cuda_kernels_on_cpu.py).
 """
 
 PROMISES = "tests/service/test_service_promises.py"
 PIXELS = "tests/service/test_decoded_pixels.py"
 BATCHER_TESTS = "tests/service/test_service_batcher.py"
+CUDA_ON_CPU = "tests/ops/test_cuda_kernels_on_cpu.py"
+ORT_CUDA_ON_CPU = "tests/ops/test_ort_cuda_kernels_on_cpu.py"
 
 MUTANTS = [
     {"name": "stop_fails_queued_jobs",
@@ -144,4 +151,34 @@ MUTANTS = [
      "edits": [("service/routes/detect.py", "from fastapi import APIRouter",
                 "import torch  # noqa: F401\nfrom fastapi import APIRouter")],
      "tests": [f"{BATCHER_TESTS}::test_http_layer_does_not_import_torch"]},
+    {"name": "coord_grad_reads_the_wrong_offset_group",
+     "promise": "the CUDA offset / mask gradient of each offset group",
+     "edits": [("csrc/cuda/column_kernels.cuh",
+                "const int g = static_cast<int>(e / K % s.offset_groups);",
+                "const int g = static_cast<int>(e % s.offset_groups);")],
+     "build": "cuda-on-cpu",
+     "tests": [f"{CUDA_ON_CPU}::test_deform_conv2d_kernels_match_cpu"]},
+    {"name": "roi_pool_scatters_the_negated_gradient",
+     "promise": "the CUDA RoI pooling input gradient",
+     "edits": [("csrc/cuda/roi_pool_kernels.cuh", "b.pw, A(grad[i]), AtomicAdd<A>());",
+                "b.pw, -A(grad[i]), AtomicAdd<A>());")],
+     "build": "cuda-on-cpu",
+     "tests": [f"{CUDA_ON_CPU}::test_roi_pool_kernels_match_cpu"]},
+    {"name": "grid_stride_loop_steps_one_block",
+     "promise": "each CUDA grid-stride loop visits every item once",
+     "edits": [("csrc/cuda/launch.cuh", "i += int64_t(blockDim.x) * gridDim.x)",
+                "i += int64_t(blockDim.x))")],
+     "build": "cuda-on-cpu",
+     "tests": [f"{CUDA_ON_CPU}::test_deform_conv2d_kernels_match_cpu"]},
+    {"name": "ort_gemm_transposes_swapped",
+     "promise": "the ORT CUDA driver's cuBLAS GEMM arguments",
+     "edits": [("onnx_plugins/src/ops_cuda.cu", "cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N,",
+                "cublasGemmEx(blas, CUBLAS_OP_N, CUBLAS_OP_T,")],
+     "build": "cuda-on-cpu",
+     "tests": [f"{ORT_CUDA_ON_CPU}::test_deform_conv2d_cuda_kernel_matches_cpu_kernel"]},
+    {"name": "ort_bias_fill_ignores_the_channel_stride",
+     "promise": "the ORT CUDA driver adds bias[c] to output channel c",
+     "edits": [("onnx_plugins/src/ops_cuda.cu", "bias[i / p % c]", "bias[i % c]")],
+     "build": "cuda-on-cpu",
+     "tests": [f"{ORT_CUDA_ON_CPU}::test_deform_conv2d_cuda_kernel_matches_cpu_kernel"]},
 ]

@@ -5,8 +5,9 @@ tests named for it, and reports which breakages the tests caught (`make mutants`
 
 Outcomes: killed (a named test went red), survived (all green: the promise is not held by a
 test), snippet not found / ambiguous (the code moved: update mutants.py), error (pytest could
-not run: the edit broke the tree, not a promise), baseline red (the tests fail on the unbroken
-tree, so nothing can be concluded). Exit status 0 only when every mutant was killed.
+not run, or the mutant's `build` failed: the edit broke the tree, not a promise), baseline red
+(the tests fail on the unbroken tree, so nothing can be concluded). Exit status 0 only when every
+mutant was killed.
 """
 import os
 import shutil
@@ -22,6 +23,10 @@ from mutants import MUTANTS  # noqa: E402
 
 # Built files the tests need besides the tracked ones (copied, never mutated).
 BUILT = ["model", "onnx_plugins/lib"]
+# Build trees copied whole (objects too, so that a mutant's `build` recompiles only what its edit
+# touches), and what the Makefile needs that is not in the tree (linked).
+BUILD_TREES = ["build/cuda_on_cpu"]
+LINKED = [".venv", "third_party"]
 TIMEOUT_S = 600
 
 
@@ -39,7 +44,25 @@ def scratch_copy() -> str:
         for entry in os.listdir(os.path.join(ROOT, folder)):
             if entry.endswith(".so") or entry.startswith(".built"):
                 shutil.copy2(os.path.join(ROOT, folder, entry), os.path.join(dest, folder, entry))
+    for folder in BUILD_TREES:
+        if os.path.isdir(os.path.join(ROOT, folder)):
+            shutil.copytree(os.path.join(ROOT, folder), os.path.join(dest, folder))
+    for name in LINKED:
+        if os.path.exists(os.path.join(ROOT, name)):
+            os.symlink(os.path.realpath(os.path.join(ROOT, name)), os.path.join(dest, name))
     return dest
+
+
+def build(tree: str, target) -> bool:
+    """Runs `make target` in `tree` (nothing to do without a target); whether it succeeded."""
+    if not target:
+        return True
+    try:
+        done = subprocess.run(["make", "--no-print-directory", "-s", target], cwd=tree,
+                              capture_output=True, timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return False
+    return done.returncode == 0
 
 
 def run_tests(tree: str, tests) -> str:
@@ -86,7 +109,8 @@ def main(names) -> int:
     tree = scratch_copy()
     try:
         every_test = sorted({t for m in chosen for t in m["tests"]})
-        if run_tests(tree, every_test) != "passed":
+        targets = sorted({m["build"] for m in chosen if m.get("build")})
+        if not all(build(tree, t) for t in targets) or run_tests(tree, every_test) != "passed":
             print(f"baseline red: {' '.join(every_test)} fail on the unbroken tree")
             return 2
         outcomes = []
@@ -94,7 +118,8 @@ def main(names) -> int:
             start = time.perf_counter()
             originals, problem = apply(tree, mutant["edits"])
             if problem is None:
-                result = run_tests(tree, mutant["tests"])
+                built = build(tree, mutant.get("build"))
+                result = run_tests(tree, mutant["tests"]) if built else "build failed"
                 outcome = {"failed": "killed", "timeout": "killed (timeout)",
                            "passed": "SURVIVED"}.get(result, f"ERROR ({result})")
             else:

@@ -23,7 +23,9 @@ def single_node_model(op, domain, inputs, **attrs):
     node = helper.make_node(op, inputs, ["Y"], domain=domain, **attrs)
     graph = helper.make_graph([node], op, ins, [helper.make_tensor_value_info("Y", F32, None)])
     opsets = [helper.make_opsetid("", 19)] + ([helper.make_opsetid(domain, 1)] if domain else [])
-    return helper.make_model(graph, opset_imports=opsets).SerializeToString()
+    # IR 10: what every ONNX Runtime here reads (onnx writes its newest, which the GPU image's
+    # onnxruntime-gpu 1.31 refuses).
+    return helper.make_model(graph, ir_version=10, opset_imports=opsets).SerializeToString()
 
 
 def test_library_has_no_libtorch():

@@ -114,3 +114,22 @@ def test_auto_backend_picks_onnxruntime_on_the_cpu_and_falls_back_to_torch(monke
         runtimes.auto_kind("tpu")
     with pytest.raises(ValueError, match="auto, torch, torchscript, onnxruntime"):
         runtimes.load_runtime("tensorrt")
+
+
+def test_onnxruntime_gpu_without_a_gpu_runs_on_the_cpu(monkeypatch):
+    """onnxruntime-gpu lists CUDAExecutionProvider with no GPU present (the GPU image on a CPU
+    host): the service then runs, and says it runs, on the CPU."""
+    import onnxruntime as ort
+
+    import onnx_plugins
+    from model import runtimes
+
+    monkeypatch.setattr(ort, "get_available_providers",
+                        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(onnx_plugins, "has_library", lambda cuda=False: True)
+    monkeypatch.setattr(runtimes, "_driver_sees_a_gpu", lambda: False)
+    assert runtimes.resolve_device("onnxruntime", "auto") == "cpu"
+    with pytest.raises(RuntimeError, match="no CUDA device"):
+        runtimes.resolve_device("onnxruntime", "cuda")
+    monkeypatch.setattr(runtimes, "_driver_sees_a_gpu", lambda: True)
+    assert runtimes.resolve_device("onnxruntime", "auto") == "cuda"
