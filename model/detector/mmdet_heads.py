@@ -31,7 +31,7 @@ def level_anchors(stride: int, height: int, width: int, scale: float = 8.0,
                   ratios: Tuple[float, float, float] = (0.5, 1.0, 2.0),
                   device: torch.device = torch.device("cpu")) -> Tensor:
     """mmdetection's anchors of one level: Tensor[height * width * len(ratios), 4] x1y1x2y2."""
-    r = torch.tensor(list(ratios), dtype=torch.float32, device=device)
+    r = torch.tensor([ratios[0], ratios[1], ratios[2]], dtype=torch.float32, device=device)
     h_ratios = torch.sqrt(r)
     w_ratios = 1 / h_ratios
     ws = float(stride) * w_ratios * scale
@@ -46,17 +46,17 @@ def level_anchors(stride: int, height: int, width: int, scale: float = 8.0,
 
 
 def decode_deltas(boxes: Tensor, deltas: Tensor, stds: Tuple[float, float, float, float],
-                  image_size: Tuple[int, int]) -> Tensor:
+                  image_size: Tuple[int, int], clip: float = WH_RATIO_CLIP) -> Tensor:
     """DeltaXYWHBBoxCoder.decode: boxes [K, 4], deltas [K, 4 * C] -> [K, 4 * C], clipped to
     image_size (h, w)."""
     k, classes = deltas.shape[0], deltas.shape[1] // 4
-    d = deltas.reshape(-1, 4) * torch.tensor(list(stds), dtype=deltas.dtype,
-                                             device=deltas.device)
+    d = deltas.reshape(-1, 4) * torch.tensor([stds[0], stds[1], stds[2], stds[3]],
+                                             dtype=deltas.dtype, device=deltas.device)
     rois = boxes.repeat(1, classes).reshape(-1, 4)
     pxy = (rois[:, :2] + rois[:, 2:]) * 0.5
     pwh = rois[:, 2:] - rois[:, :2]
     gxy = pxy + pwh * d[:, :2]
-    gwh = pwh * d[:, 2:].clamp(min=-WH_RATIO_CLIP, max=WH_RATIO_CLIP).exp()
+    gwh = pwh * d[:, 2:].clamp(min=-clip, max=clip).exp()
     out = torch.cat([gxy - gwh * 0.5, gxy + gwh * 0.5], -1)
     h, w = float(image_size[0]), float(image_size[1])
     limit = torch.tensor([w, h, w, h], dtype=out.dtype, device=out.device)

@@ -14,8 +14,6 @@ import torch
 from torch import Tensor, nn
 from torchvision.models.detection.image_list import ImageList
 
-COEF_SCALE = 2048.0  # OpenCV's INTER_RESIZE_COEF_SCALE (11 bits)
-
 
 def rescale_size(height: int, width: int, long_edge: int = 1333,
                  short_edge: int = 800) -> Tuple[int, int]:
@@ -40,8 +38,8 @@ def _taps(src: int, dst: int, device: torch.device,
     if clamp_weights:
         f = torch.where(low | high, torch.zeros_like(f), f)
         s = torch.clamp(s, 0, src - 1)
-    w0 = torch.round((1.0 - f) * COEF_SCALE).to(torch.float64)  # round half even, as cvRound
-    w1 = torch.round(f * COEF_SCALE).to(torch.float64)
+    w0 = torch.round((1.0 - f) * 2048.0).to(torch.float64)  # round half even, as cvRound
+    w1 = torch.round(f * 2048.0).to(torch.float64)  # 2048: INTER_RESIZE_COEF_SCALE
     i0 = torch.clamp(s, 0, src - 1).to(torch.int64)
     i1 = torch.clamp(s + 1, 0, src - 1).to(torch.int64)
     return i0, i1, w0, w1
@@ -53,7 +51,7 @@ def resize_bilinear_uint8(image: Tensor, height: int, width: int) -> Tensor:
     image: Tensor[C, H, W] holding integers 0..255 (any dtype) -> Tensor[C, height, width]
     float64 holding integers 0..255.
     """
-    h, w = image.shape[-2:]
+    h, w = image.shape[-2], image.shape[-1]
     src = image.to(torch.float64)
     x0, x1, a0, a1 = _taps(w, width, image.device, True)
     y0, y1, b0, b1 = _taps(h, height, image.device, False)
@@ -95,8 +93,9 @@ class MMDetTransform(nn.Module):
             sizes.append((nh, nw))
             factors.append((nw / w, nh / h))
         d = self.size_divisor
-        height = max(s[0] for s in sizes)
-        width = max(s[1] for s in sizes)
+        height, width = 0, 0
+        for s in sizes:
+            height, width = max(height, s[0]), max(width, s[1])
         height, width = (height + d - 1) // d * d, (width + d - 1) // d * d
         batch = resized[0].new_zeros((len(resized), 3, height, width))
         for i, image in enumerate(resized):
