@@ -12,8 +12,9 @@ One builder per mmdetection config (MMDET_CONFIGS maps the config names to them)
     faster_rcnn_r50_mdconv_group4_c3_c5_fpn_1x_coco   DCNv2 with 4 offset groups
     faster_rcnn_r50_fpn_dpool_1x_coco            DeformRoIPoolPack box pooling
 """
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
+import torch
 import torchvision
 from torch import Tensor, nn
 from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
@@ -61,15 +62,40 @@ class MMDetFasterRCNN(nn.Module):
         self.roi_head = RoIHead(classes, deformable_roi_pool)
 
     def forward(self, images: List[Tensor]) -> List[Dict[str, Tensor]]:
-        batch, factors = self.transform(images)
+        batch, box_scales = self.transform(images)
         levels = list(self.backbone(batch.tensors).values())  # strides 4, 8, 16, 32, 64
         out: List[Dict[str, Tensor]] = []
         for i, size in enumerate(batch.image_sizes):
-            features = [x[i: i + 1] for x in levels]
-            proposals = self.rpn_head(features, size)
-            boxes, scores, labels = self.roi_head(features[:4], proposals, size, factors[i])
-            out.append({"boxes": boxes, "scores": scores, "labels": labels + 1})
+            image_size = torch.tensor([size[0], size[1]], dtype=torch.float32)
+            boxes, scores, labels = self.heads([x[i: i + 1] for x in levels], image_size,
+                                               box_scales[i])
+            out.append({"boxes": boxes, "scores": scores, "labels": labels})
         return out
+
+    def heads(self, features: List[Tensor], image_size: Tensor,
+              box_scale: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """RPN and RoI head of one image: FPN levels [1, C, H_l, W_l], image_size [2] (h, w)
+        resized, box_scale [2] (see MMDetTransform) -> boxes [D, 4], scores [D], labels [D]
+        1-based."""
+        proposals = self.rpn_head(features, image_size)
+        boxes, scores, labels = self.roi_head(features[:4], proposals, image_size, box_scale)
+        return boxes, scores, labels + 1
+
+
+class NetworkInputGraph(nn.Module):
+    """The detector from its network input on, for graphs whose preprocessing runs outside them
+    (model.inference.mmdet_preprocess; ONNX Runtime): forward(x [1, 3, H, W] normalised and
+    padded, image_size [2] float (h, w) resized, box_scale [2] float (x, y)) -> (boxes [D, 4]
+    image pixels, labels [D] 1-based, scores [D])."""
+
+    def __init__(self, model: MMDetFasterRCNN) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor, image_size: Tensor, box_scale: Tensor):
+        levels = list(self.model.backbone(x).values())
+        boxes, scores, labels = self.model.heads(levels, image_size, box_scale)
+        return boxes, labels, scores
 
 
 def faster_rcnn_r50_fpn(num_classes: int = 80, dcn: Optional[str] = None, offset_groups: int = 1,

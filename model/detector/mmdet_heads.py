@@ -46,9 +46,9 @@ def level_anchors(stride: int, height: int, width: int, scale: float = 8.0,
 
 
 def decode_deltas(boxes: Tensor, deltas: Tensor, stds: Tuple[float, float, float, float],
-                  image_size: Tuple[int, int], clip: float = WH_RATIO_CLIP) -> Tensor:
+                  image_size: Tensor, clip: float = WH_RATIO_CLIP) -> Tensor:
     """DeltaXYWHBBoxCoder.decode: boxes [K, 4], deltas [K, 4 * C] -> [K, 4 * C], clipped to
-    image_size (h, w)."""
+    image_size [2] (h, w)."""
     k, classes = deltas.shape[0], deltas.shape[1] // 4
     d = deltas.reshape(-1, 4) * torch.tensor([stds[0], stds[1], stds[2], stds[3]],
                                              dtype=deltas.dtype, device=deltas.device)
@@ -58,8 +58,7 @@ def decode_deltas(boxes: Tensor, deltas: Tensor, stds: Tuple[float, float, float
     gxy = pxy + pwh * d[:, :2]
     gwh = pwh * d[:, 2:].clamp(min=-clip, max=clip).exp()
     out = torch.cat([gxy - gwh * 0.5, gxy + gwh * 0.5], -1)
-    h, w = float(image_size[0]), float(image_size[1])
-    limit = torch.tensor([w, h, w, h], dtype=out.dtype, device=out.device)
+    limit = image_size.to(out).flip(0).repeat(2)  # (w, h, w, h)
     out = torch.minimum(out.clamp(min=0), limit)
     return out.reshape(k, -1)
 
@@ -68,10 +67,13 @@ def batched_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou: float,
                 split: int = 10000) -> Tensor:
     """mmcv.ops.batched_nms: NMS within each group on boxes shifted apart by
     group * (max coordinate + 1); indices kept, best score first. From `split` boxes on, one
-    NMS per group (still on the shifted boxes), as mmcv does."""
-    offsets = groups.to(boxes) * (boxes.max() + 1)
+    NMS per group (still on the shifted boxes), as mmcv does; the same boxes are kept either
+    way, so a traced graph (whose branches are frozen) always takes the first. Boxes are
+    non-negative (clipped to the image), so an empty set shifts by 1."""
+    top = torch.cat([boxes.reshape(-1), boxes.new_zeros(1)]).max()  # max() of none fails in ONNX
+    offsets = groups.to(boxes) * (top + 1)
     shifted = boxes + offsets[:, None]
-    if boxes.shape[0] < split:
+    if torch.jit.is_tracing() or boxes.shape[0] < split:
         return torchvision.ops.nms(shifted, scores, iou)
     keep = torch.zeros_like(scores, dtype=torch.bool)
     for g in torch.unique(groups):
@@ -83,8 +85,8 @@ def batched_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou: float,
 
 
 class RPNHead(nn.Module):
-    """forward(features: list of Tensor[1, C, H_l, W_l] (strides `strides`), image_size (h, w)
-    resized) -> proposals Tensor[P, 4] (x1y1x2y2 network-input pixels), P <= max_per_img."""
+    """forward(features: list of Tensor[1, C, H_l, W_l] (strides `strides`), image_size [2]
+    (h, w) resized) -> proposals Tensor[P, 4] (x1y1x2y2 network-input pixels), P <= max_per_img."""
 
     def __init__(self, channels: int = 256, anchors: int = 3,
                  strides: Tuple[int, ...] = (4, 8, 16, 32, 64), nms_pre: int = 1000,
@@ -96,17 +98,18 @@ class RPNHead(nn.Module):
         self.strides, self.nms_pre, self.max_per_img, self.iou = (
             list(strides), nms_pre, max_per_img, iou)
 
-    def forward(self, features: List[Tensor], image_size: Tuple[int, int]) -> Tensor:
+    def forward(self, features: List[Tensor], image_size: Tensor) -> Tensor:
         scores, deltas, anchors, levels = [], [], [], []
         for level, (x, stride) in enumerate(zip(features, self.strides)):
             x = torch.relu(self.rpn_conv(x))
             s = self.rpn_cls(x)[0].permute(1, 2, 0).reshape(-1).sigmoid()
             d = self.rpn_reg(x)[0].permute(1, 2, 0).reshape(-1, 4)
             a = level_anchors(stride, x.shape[-2], x.shape[-1], device=x.device)
-            if 0 < self.nms_pre < s.shape[0]:
-                s, order = s.sort(descending=True)
-                s, order = s[: self.nms_pre], order[: self.nms_pre]
-                d, a = d[order], a[order]
+            # mmdetection sorts only levels with more than nms_pre anchors; sorting all of them
+            # keeps the same boxes (NMS orders by score) and no shape-dependent branch
+            s, order = s.sort(descending=True)
+            s, order = s[: self.nms_pre], order[: self.nms_pre]
+            d, a = d[order], a[order]
             scores.append(s)
             deltas.append(d)
             anchors.append(a)
@@ -116,8 +119,6 @@ class RPNHead(nn.Module):
                               image_size)
         valid = torch.where((boxes[:, 2] - boxes[:, 0] > 0) & (boxes[:, 3] - boxes[:, 1] > 0))[0]
         boxes, scores_, levels_ = boxes[valid], scores_[valid], levels_[valid]
-        if boxes.shape[0] == 0:
-            return boxes
         keep = batched_nms(boxes, scores_, levels_, self.iou)[: self.max_per_img]
         return boxes[keep]
 
@@ -155,7 +156,7 @@ class RoIExtractor(nn.Module):
         out = features[0].new_zeros((rois.shape[0], self.channels, 7, 7))
         for level, layer in enumerate(self.roi_layers):
             idx = torch.where(levels == level)[0]
-            if idx.numel() > 0:
+            if torch.jit.is_tracing() or idx.numel() > 0:  # a traced graph keeps every level
                 out[idx] = layer(features[level], rois[idx])
         return out
 
@@ -179,9 +180,9 @@ class BBoxHead(nn.Module):
 
 
 class RoIHead(nn.Module):
-    """StandardRoIHead at test time: forward(features, proposals [P, 4], image_size (h, w),
-    scale_factor (w' / w, h' / h)) -> (boxes [D, 4] original-image pixels, scores [D],
-    labels [D] 0-based), D <= max_per_img, best first."""
+    """StandardRoIHead at test time: forward(features, proposals [P, 4], image_size [2] (h, w)
+    resized, box_scale [2] (x, y) image pixels per network-input pixel) -> (boxes [D, 4]
+    original-image pixels, scores [D], labels [D] 0-based), D <= max_per_img, best first."""
 
     def __init__(self, classes: int = 80, deformable: bool = False, score_thr: float = 0.05,
                  iou: float = 0.5, max_per_img: int = 100) -> None:
@@ -190,21 +191,17 @@ class RoIHead(nn.Module):
         self.bbox_head = BBoxHead(classes)
         self.score_thr, self.iou, self.max_per_img = score_thr, iou, max_per_img
 
-    def forward(self, features: List[Tensor], proposals: Tensor, image_size: Tuple[int, int],
-                scale_factor: Tuple[float, float]) -> Tuple[Tensor, Tensor, Tensor]:
+    def forward(self, features: List[Tensor], proposals: Tensor, image_size: Tensor,
+                box_scale: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
         rois = torch.cat([proposals.new_zeros((proposals.shape[0], 1)), proposals], 1)
         logits, deltas = self.bbox_head(self.bbox_roi_extractor(features, rois))
         scores = torch.softmax(logits, -1)
         boxes = decode_deltas(proposals, deltas, (0.1, 0.1, 0.2, 0.2), image_size)
-        sw, sh = 1.0 / scale_factor[0], 1.0 / scale_factor[1]
-        rescale = torch.tensor([sw, sh, sw, sh], dtype=boxes.dtype, device=boxes.device)
-        boxes = (boxes.view(boxes.shape[0], -1, 4) * rescale).reshape(-1, 4)
+        boxes = (boxes.view(boxes.shape[0], -1, 4) * box_scale.to(boxes).repeat(2)).reshape(-1, 4)
         classes = scores.shape[1] - 1
         scores = scores[:, :classes].reshape(-1)
         labels = torch.arange(classes, device=scores.device).repeat(proposals.shape[0])
         valid = torch.where(scores > self.score_thr)[0]
         boxes, scores, labels = boxes[valid], scores[valid], labels[valid]
-        if boxes.shape[0] == 0:
-            return boxes, scores, labels
         keep = batched_nms(boxes, scores, labels, self.iou)[: self.max_per_img]
         return boxes[keep], scores[keep], labels[keep]

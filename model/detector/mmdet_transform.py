@@ -7,6 +7,8 @@ horizontal pass in int32, and a vertical pass as its SIMD code rounds it
 (``VResizeLinearVec_32s8u``: inputs shifted right by 4, high halves of 16-bit products, a
 rounding shift by 2; OpenCV 5 runs it over whole rows). It is reproduced here in float64, where
 every intermediate is an exact integer (bit-exact against cv2.resize, tests/detector).
+model.inference.mmdet_preprocess is the same pipeline in NumPy, for graphs that start at the
+network input (ONNX Runtime); this one is part of the eager and TorchScript graphs.
 """
 from typing import List, Tuple
 
@@ -14,12 +16,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.models.detection.image_list import ImageList
 
-
-def rescale_size(height: int, width: int, long_edge: int = 1333,
-                 short_edge: int = 800) -> Tuple[int, int]:
-    """mmcv.rescale_size with keep_ratio: the resized (height, width)."""
-    scale = min(long_edge / max(height, width), short_edge / min(height, width))
-    return int(height * scale + 0.5), int(width * scale + 0.5)
+from model.inference.mmdet_preprocess import rescale_size
 
 
 def _taps(src: int, dst: int, device: torch.device,
@@ -68,7 +65,8 @@ class MMDetTransform(nn.Module):
 
     forward(images: list of Tensor[3, h, w] float in [0, 1] (uint8 / 255, RGB)) ->
     (ImageList(tensors Tensor[N, 3, H, W] float32 normalised, zero-padded to multiples of
-    `size_divisor`; image_sizes [(h', w')] resized), scale factors [(w' / w, h' / h)]).
+    `size_divisor`; image_sizes [(h', w')] resized), box scales Tensor[N, 2] float32: image
+    pixels per network-input pixel (x, y), 1 / mmdetection's scale_factor).
     """
 
     def __init__(self, long_edge: int = 1333, short_edge: int = 800,
@@ -80,10 +78,10 @@ class MMDetTransform(nn.Module):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(3, 1, 1), False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(3, 1, 1), False)
 
-    def forward(self, images: List[Tensor]) -> Tuple[ImageList, List[Tuple[float, float]]]:
+    def forward(self, images: List[Tensor]) -> Tuple[ImageList, Tensor]:
         resized: List[Tensor] = []
         sizes: List[Tuple[int, int]] = []
-        factors: List[Tuple[float, float]] = []
+        factors: List[List[float]] = []
         for image in images:
             h, w = int(image.shape[-2]), int(image.shape[-1])
             nh, nw = rescale_size(h, w, self.long_edge, self.short_edge)
@@ -91,7 +89,7 @@ class MMDetTransform(nn.Module):
             out = resize_bilinear_uint8(pixels, nh, nw).to(torch.float32)
             resized.append((out - self.mean) / self.std)
             sizes.append((nh, nw))
-            factors.append((nw / w, nh / h))
+            factors.append([1.0 / (nw / w), 1.0 / (nh / h)])
         d = self.size_divisor
         height, width = 0, 0
         for s in sizes:
@@ -100,4 +98,4 @@ class MMDetTransform(nn.Module):
         batch = resized[0].new_zeros((len(resized), 3, height, width))
         for i, image in enumerate(resized):
             batch[i, :, : image.shape[1], : image.shape[2]] = image
-        return ImageList(batch, sizes), factors
+        return ImageList(batch, sizes), torch.tensor(factors, dtype=torch.float32)

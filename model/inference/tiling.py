@@ -19,6 +19,7 @@ import numpy as np
 
 from . import tta as augment
 from .boxes import batched_nms
+from .mmdet_preprocess import padded_size, rescale_size
 from .sampling import compose
 
 Detections = Dict[str, np.ndarray]
@@ -60,10 +61,8 @@ def mmcv_network_size(height: int, width: int, long_edge: int = 1333, short_edge
     """What mmdetection's keep-ratio Resize + padding makes of a height x width image: (resized
     (h, w), padded network input (h, w)); mmcv.rescale_size's double-precision scale and
     rounding."""
-    scale = min(long_edge / max(height, width), short_edge / min(height, width))
-    resized = (int(height * scale + 0.5), int(width * scale + 0.5))
-    padded = tuple(int(math.ceil(s / divisible) * divisible) for s in resized)
-    return resized, padded
+    resized = rescale_size(height, width, long_edge, short_edge)
+    return resized, padded_size(*resized, divisible)
 
 
 @dataclass

@@ -54,7 +54,7 @@ def test_import_reproduces_mmdetection(name, tmp_path):
             for i, x in enumerate(levels):
                 _close_map(x, ref, f"{p}fpn{i}")
             size = batch.image_sizes[0]
-            proposals = model.rpn_head(levels, size)
+            proposals = model.rpn_head(levels, torch.tensor(size, dtype=torch.float32))
             np.testing.assert_allclose(proposals.numpy(), ref[p + "proposals"], atol=1e-2)
             if p + "boxes" not in ref:  # dpool: mmcv has no CPU DeformRoIPool
                 continue
