@@ -1,8 +1,11 @@
 """Import mmdetection Faster R-CNN checkpoints (`.pth`) into the MMDetFasterRCNN builders.
 
 Key names: mmdetection 3.x and 2.x share them for these configs (``backbone.*``, ``neck.*``,
-``rpn_head.*``, ``roi_head.*``); 1.x kept the box head at the top level (``bbox_head.*``,
-``bbox_roi_extractor.*``), and mmcv before 1.0 named a deformable conv's offset predictor
+``rpn_head.*``, ``roi_head.*``; mmdetection's own 3.x upgrade tool changes nothing of them); 1.x
+kept the box head at the top level (``bbox_head.*``, ``bbox_roi_extractor.*``) with the
+background class first and a box regression for it (fc_cls rows [bg, c1..cN], fc_reg 4 (N + 1)
+rows), which is moved last and dropped as mmdetection's ``upgrade_model_version`` does; mmcv
+before 1.0 named a deformable conv's offset predictor
 ``<conv>_offset`` beside the conv (``layer2.0.conv2_offset``) instead of inside it
 (``layer2.0.conv2.conv_offset``). All of them map onto ours:
 
@@ -63,7 +66,23 @@ def read_checkpoint(path: str) -> Tuple[Dict[str, torch.Tensor], List[str]]:
 
 
 def mapped_state(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    return {our_name(k): v for k, v in state.items() if not _DROPPED.search(k)}
+    mapped = {our_name(k): v for k, v in state.items() if not _DROPPED.search(k)}
+    return _upgrade_box_head(mapped)
+
+
+def _upgrade_box_head(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """mmdetection 1.x's box head layout (background first, regressed too) -> 2.x/3.x's
+    (background last, not regressed); other layouts unchanged."""
+    head = "roi_head.bbox_head."
+    cls, reg = state.get(head + "fc_cls.weight"), state.get(head + "fc_reg.weight")
+    if cls is None or reg is None or reg.shape[0] != 4 * cls.shape[0]:
+        return state
+    state = dict(state)
+    for kind in ("weight", "bias"):
+        w = state[f"{head}fc_cls.{kind}"]
+        state[f"{head}fc_cls.{kind}"] = torch.cat([w[1:], w[:1]])
+        state[f"{head}fc_reg.{kind}"] = state[f"{head}fc_reg.{kind}"][4:]
+    return state
 
 
 def check_keys(model: nn.Module, state: Dict[str, torch.Tensor], config: str) -> None:

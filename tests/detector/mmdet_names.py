@@ -2,6 +2,8 @@
 mapping, written independently), for tests that build mmdetection-style checkpoints."""
 import re
 
+import torch
+
 _INVERSE = (
     (r"^backbone\.body\.", "backbone."),
     (r"\.offset_conv\.", ".conv_offset."),
@@ -18,13 +20,18 @@ def mmdet_name(key: str) -> str:
 
 def mmdet_state(model, legacy: bool = False):
     """model's state dict in mmdetection 3.x names (legacy: mmcv<1 `conv2_offset`, 1.x
-    top-level box head), with the batch-norm counters mmdetection saves."""
+    top-level box head with the background class first and a (here random) regression for it),
+    with the batch-norm counters mmdetection saves."""
     state = {}
     for key, value in model.state_dict().items():
         name = mmdet_name(key)
         if legacy:
             name = re.sub(r"\.conv2\.conv_offset\.", ".conv2_offset.", name)
             name = re.sub(r"^roi_head\.", "", name)
+            if name.startswith("bbox_head.fc_cls."):
+                value = torch.cat([value[-1:], value[:-1]])
+            if name.startswith("bbox_head.fc_reg."):
+                value = torch.cat([torch.randn_like(value[:4]), value])
         state[name] = value
         if name.endswith(".running_var"):
             state[name[: -len("running_var")] + "num_batches_tracked"] = value.new_zeros(())
