@@ -77,7 +77,7 @@ class MMDetFasterRCNN(nn.Module):
         """RPN and RoI head of one image: FPN levels [1, C, H_l, W_l], image_size [2] (h, w)
         resized, box_scale [2] (see MMDetTransform) -> boxes [D, 4], scores [D], labels [D]
         1-based."""
-        proposals = self.rpn_head(features, image_size)
+        proposals, _ = self.rpn_head(features, image_size)
         boxes, scores, labels = self.roi_head(features[:4], proposals, image_size, box_scale)
         return boxes, scores, labels + 1
 

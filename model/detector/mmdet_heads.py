@@ -86,7 +86,8 @@ def batched_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou: float,
 
 class RPNHead(nn.Module):
     """forward(features: list of Tensor[1, C, H_l, W_l] (strides `strides`), image_size [2]
-    (h, w) resized) -> proposals Tensor[P, 4] (x1y1x2y2 network-input pixels), P <= max_per_img."""
+    (h, w) resized) -> (proposals Tensor[P, 4] x1y1x2y2 network-input pixels, their scores
+    Tensor[P]), P <= max_per_img, best first."""
 
     def __init__(self, channels: int = 256, anchors: int = 3,
                  strides: Tuple[int, ...] = (4, 8, 16, 32, 64), nms_pre: int = 1000,
@@ -98,7 +99,7 @@ class RPNHead(nn.Module):
         self.strides, self.nms_pre, self.max_per_img, self.iou = (
             list(strides), nms_pre, max_per_img, iou)
 
-    def forward(self, features: List[Tensor], image_size: Tensor) -> Tensor:
+    def forward(self, features: List[Tensor], image_size: Tensor) -> Tuple[Tensor, Tensor]:
         scores, deltas, anchors, levels = [], [], [], []
         for level, (x, stride) in enumerate(zip(features, self.strides)):
             x = torch.relu(self.rpn_conv(x))
@@ -120,7 +121,7 @@ class RPNHead(nn.Module):
         valid = torch.where((boxes[:, 2] - boxes[:, 0] > 0) & (boxes[:, 3] - boxes[:, 1] > 0))[0]
         boxes, scores_, levels_ = boxes[valid], scores_[valid], levels_[valid]
         keep = batched_nms(boxes, scores_, levels_, self.iou)[: self.max_per_img]
-        return boxes[keep]
+        return boxes[keep], scores_[keep]
 
 
 class RoIAlignLayer(nn.Module):

@@ -27,8 +27,8 @@ from seeded_weights import seeded_state  # noqa: E402
 CONFIGS = {
     "faster-rcnn_r50_fpn_1x_coco": "faster_rcnn",
     "faster-rcnn_r50-dconv-c3-c5_fpn_1x_coco": "dcn",
-    "faster-rcnn_r50-mdconv-c3-c5_fpn_1x_coco": "dcn",
-    "faster-rcnn_r50-mdconv-group4-c3-c5_fpn_1x_coco": "dcn",
+    "faster-rcnn_r50-mdconv-c3-c5_fpn_1x_coco": "dcnv2",
+    "faster-rcnn_r50-mdconv-group4-c3-c5_fpn_1x_coco": "dcnv2",
     "faster-rcnn_r50_fpn_dpool_1x_coco": "dcn",
 }
 PHOTOS = ("coffee", "chelsea")  # 600x400 and 451x300 RGB
