@@ -154,12 +154,18 @@ class RoIExtractor(nn.Module):
         scale = torch.sqrt((rois[:, 3] - rois[:, 1]) * (rois[:, 4] - rois[:, 2]))
         levels = torch.floor(torch.log2(scale / self.finest_scale + 1e-6))
         levels = levels.clamp(min=0, max=len(self.roi_layers) - 1).long()
-        out = features[0].new_zeros((rois.shape[0], self.channels, 7, 7))
+        # pooled level by level, then put back in RoI order by a gather (a traced scatter would
+        # keep the example's per-level counts)
+        pooled: List[Tensor] = []
+        members: List[Tensor] = []
         for level, layer in enumerate(self.roi_layers):
             idx = torch.where(levels == level)[0]
             if torch.jit.is_tracing() or idx.numel() > 0:  # a traced graph keeps every level
-                out[idx] = layer(features[level], rois[idx])
-        return out
+                pooled.append(layer(features[level], rois[idx]))
+                members.append(idx)
+        if len(pooled) == 0:
+            return features[0].new_zeros((0, self.channels, 7, 7))
+        return torch.cat(pooled)[torch.argsort(torch.cat(members))]
 
 
 class BBoxHead(nn.Module):

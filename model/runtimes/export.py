@@ -40,8 +40,12 @@ def export_onnx(model: nn.Module, path: str, tile_size: int = 400,
             "labels": {0: "detections"}, "scores": {0: "detections"}})
 
 
-def export_network_input_onnx(model: nn.Module, directory: str, size: int) -> None:
-    """detector.onnx and probe.onnx of an imported mmdetection model, from the network input."""
+NETWORK_INPUTS = ["input", "image_size", "box_scale"]
+
+
+def export_network_input_onnx(model: nn.Module, path: str, size: int) -> torch.Tensor:
+    """An imported mmdetection model's detector graph from the network input on (inputs
+    NETWORK_INPUTS; outputs boxes, labels, scores); -> the example network input."""
     from model.detector.mmdet_faster_rcnn import NetworkInputGraph
 
     with torch.no_grad():
@@ -50,12 +54,20 @@ def export_network_input_onnx(model: nn.Module, directory: str, size: int) -> No
     example = (batch.tensors, torch.tensor([h, w], dtype=torch.float32), box_scales[0])
     detections = {"boxes": {0: "detections"}, "labels": {0: "detections"},
                   "scores": {0: "detections"}}
-    export(NetworkInputGraph(model), example, os.path.join(directory, "detector.onnx"),
-           ["input", "image_size", "box_scale"], ["boxes", "labels", "scores"],
+    export(NetworkInputGraph(model), example, path, NETWORK_INPUTS, ["boxes", "labels", "scores"],
            {"input": {2: "height", 3: "width"}, **detections})
+    return batch.tensors
+
+
+def export_network_input_runtime(model: nn.Module, directory: str, size: int) -> None:
+    """detector.onnx and probe.onnx of an imported mmdetection model, from the network input; no
+    probe for a model without deformable layers (an ONNX graph needs an output)."""
+    x = export_network_input_onnx(model, os.path.join(directory, "detector.onnx"), size)
     layers = layer_meta(model)
+    if not layers:
+        return
     names = [f"{what}_{i}" for i in range(len(layers)) for what in ("offset", "mask")]
-    export(OffsetProbe(model), (batch.tensors,), os.path.join(directory, "probe.onnx"), ["input"],
+    export(OffsetProbe(model), (x,), os.path.join(directory, "probe.onnx"), ["input"],
            names, {"input": {2: "height", 3: "width"}, **{n: {2: "h", 3: "w"} for n in names}})
 
 
@@ -73,7 +85,7 @@ def export_runtime(model: nn.Module, config: Dict[str, Any], kind: str, director
             torch.jit.trace(OffsetProbe(model).eval(), batch.tensors, check_trace=False).save(
                 os.path.join(directory, "probe.pt"))
     elif kind == "onnxruntime" and "preprocessing" in config:
-        export_network_input_onnx(model, directory, size)
+        export_network_input_runtime(model, directory, size)
     elif kind == "onnxruntime":
         export_onnx(model, os.path.join(directory, "detector.onnx"), size)
         names = [f"{what}_{i}" for i in range(len(layers)) for what in ("offset", "mask")]

@@ -49,7 +49,8 @@ class OnnxRuntimeRuntime:
             return onnx_plugins.session(os.path.join(directory, name), providers, options)
 
         self.session = open_session("detector.onnx", int(threads))
-        self.probe_session = open_session("probe.onnx", int(threads))
+        has_probe = os.path.exists(os.path.join(directory, "probe.onnx"))  # none: no DCN layers
+        self.probe_session = open_session("probe.onnx", int(threads)) if has_probe else None
         self.lanes = min(int(threads) or _cpu_cores(), MAX_LANES) if self.device != "cuda" else 1
         if self.lanes > 1:
             self.lane_session = open_session("detector.onnx", 1)
@@ -77,5 +78,7 @@ class OnnxRuntimeRuntime:
         return {"boxes": boxes, "labels": labels, "scores": scores}
 
     def probe(self, image: np.ndarray) -> List[np.ndarray]:
+        if self.probe_session is None:
+            return []
         feeds = self._feeds(image)
         return self.probe_session.run(None, {k: feeds[k] for k in ("image", "input") if k in feeds})
