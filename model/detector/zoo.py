@@ -11,9 +11,12 @@ from typing import Any, Dict, Optional, Tuple
 from torch import nn
 
 from . import builders, checkpoint
+from .mmdet_faster_rcnn import MMDET_CONFIGS
 
 BUILDERS = {"dcn_mobilenet_v2_fpn": builders.dcn_mobilenet_v2_fpn,
-            "dcn_resnet50_fpn": builders.dcn_resnet50_fpn}
+            "dcn_resnet50_fpn": builders.dcn_resnet50_fpn,
+            # mmdetection's configurations (whole-image models, see model.detector.mmdet_convert)
+            **{b.__name__: b for b in MMDET_CONFIGS.values()}}
 
 
 def build_model(architecture: Dict[str, Any], pretrained_backbone: bool = True) -> nn.Module:

@@ -6,6 +6,8 @@
 
 Images larger than the tile size (from the checkpoint config) are cut into overlapping tiles
 whose detections are merged by NMS, so a 1249 x 1035 aerial photo is seen at full resolution.
+A whole-image model (config "tile": {"whole_image": true}, e.g. an imported mmdetection
+detector that resizes every image itself) gets each image as one tile per view.
 `predict` is `plan` + `run_tiles` in batches + `merge`; a server can call the three itself to
 interleave the tiles of several requests (`count_tiles` prices a request before any pixel work).
 """
@@ -17,6 +19,7 @@ import numpy as np
 
 from . import tta as augment
 from .boxes import batched_nms
+from .mmdet_preprocess import padded_size, rescale_size
 from .sampling import compose
 
 Detections = Dict[str, np.ndarray]
@@ -53,6 +56,15 @@ def network_size(height: int, width: int, min_size: int, max_size: int,
     return resized, padded
 
 
+def mmcv_network_size(height: int, width: int, long_edge: int = 1333, short_edge: int = 800,
+                      divisible: int = 32) -> Tuple[Tuple[int, int], Tuple[int, int]]:
+    """What mmdetection's keep-ratio Resize + padding makes of a height x width image: (resized
+    (h, w), padded network input (h, w)); mmcv.rescale_size's double-precision scale and
+    rounding."""
+    resized = rescale_size(height, width, long_edge, short_edge)
+    return resized, padded_size(*resized, divisible)
+
+
 @dataclass
 class TilePlan:
     """The tiles of a batch of images. tiles[i]: [3, h, w] float32, view-transformed, in run
@@ -76,21 +88,26 @@ class TiledDetector:
         self.tile_overlap = float(tile.get("overlap", 0.25))
         self.nms_iou = float(tile.get("nms_iou", 0.4))
         self.tta_iou = float(tile.get("tta_iou", 0.4))
+        self.whole_image = bool(tile.get("whole_image", False))
+
+    def _tile_size(self, height: int, width: int) -> int:
+        return max(height, width, 1) if self.whole_image else self.tile_size
 
     def count_tiles(self, height: int, width: int, tta: int = 1) -> int:
         """Model runs (views x tiles) one height x width image costs; no pixel work."""
-        rows = tile_origins(height, self.tile_size, self.tile_overlap)
-        columns = tile_origins(width, self.tile_size, self.tile_overlap)
+        size = self._tile_size(height, width)
+        rows = tile_origins(height, size, self.tile_overlap)
+        columns = tile_origins(width, size, self.tile_overlap)
         return len(augment.views(tta)) * len(rows) * len(columns)
 
     def plan(self, images: Sequence, tta: int = 1) -> TilePlan:
         """Cuts images ([H, W, 3] uint8 or [3, H, W] float) into view-transformed tiles."""
         views = augment.views(tta)
         plan = TilePlan(len(images), len(views))
-        size = self.tile_size
         for i, image in enumerate(images):
             pixels = as_chw(image)
             h, w = pixels.shape[1:]
+            size = self._tile_size(h, w)
             for y0 in tile_origins(h, size, self.tile_overlap):
                 for x0 in tile_origins(w, size, self.tile_overlap):
                     tile = pixels[:, y0:y0 + size, x0:x0 + size]
@@ -138,9 +155,14 @@ class TiledDetector:
         (see model.sampling.compose); `image` as for `plan`, seen whole (not tiled)."""
         pixels = as_chw(image)
         arch = self.config.get("architecture", {})
-        (resized_h, _), (input_h, _) = network_size(
-            pixels.shape[1], pixels.shape[2], int(arch.get("min_size", 800)),
-            int(arch.get("max_size", 1333)))
+        if "preprocessing" in self.config:  # mmcv's keep-ratio resize (an imported model)
+            pre = self.config["preprocessing"]
+            (resized_h, _), (input_h, _) = mmcv_network_size(
+                pixels.shape[1], pixels.shape[2], *pre["scale"], pre["size_divisor"])
+        else:
+            (resized_h, _), (input_h, _) = network_size(
+                pixels.shape[1], pixels.shape[2], int(arch.get("min_size", 800)),
+                int(arch.get("max_size", 1333)))
         return compose(self.layers, self.runtime.probe(pixels), input_h,
                        resized_h / pixels.shape[1], x, y)
 

@@ -125,6 +125,8 @@ class DeformRoIPool(nn.Module):
 
     RoIs are first pooled rigidly; ``offset_fc`` maps those features to normalised bin offsets,
     scaled by ``gamma`` and the RoI size; the RoIs are then pooled again with the offsets.
+    ``offset_fc`` is one linear layer, or with ``offset_hidden`` > 0 the paper's three (two
+    hidden ReLU layers of that width, mmcv's DeformRoIPoolPack); its last layer starts at zero.
 
     Shapes: input [N, C, H, W], rois [K, 5] (batch_index, x1, y1, x2, y2 in image pixels)
     -> [K, C, out_h, out_w] (``position_sensitive``: input channels C = output_dim * out_h * out_w
@@ -141,6 +143,7 @@ class DeformRoIPool(nn.Module):
         sampling_ratio: int = 2,
         gamma: float = 0.1,
         aligned: bool = True,
+        offset_hidden: int = 0,
     ) -> None:
         super().__init__()
         self.channels = channels
@@ -150,12 +153,19 @@ class DeformRoIPool(nn.Module):
         self.sampling_ratio = int(sampling_ratio)
         self.gamma = float(gamma)
         bins = self.output_size[0] * self.output_size[1]
-        self.offset_fc = nn.Linear(channels * bins, 2 * bins)
+        if offset_hidden > 0:
+            self.offset_fc = nn.Sequential(
+                nn.Linear(channels * bins, offset_hidden), nn.ReLU(),
+                nn.Linear(offset_hidden, offset_hidden), nn.ReLU(),
+                nn.Linear(offset_hidden, 2 * bins))
+        else:
+            self.offset_fc = nn.Linear(channels * bins, 2 * bins)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        nn.init.zeros_(self.offset_fc.weight)
-        nn.init.zeros_(self.offset_fc.bias)
+        last = self.offset_fc[-1] if isinstance(self.offset_fc, nn.Sequential) else self.offset_fc
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
 
     def pool(self, x: Tensor, rois: Tensor, offset: Optional[Tensor],
              spatial_scale: float) -> Tensor:

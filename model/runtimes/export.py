@@ -8,6 +8,12 @@ TorchScript loads with `torch.jit.load` once `model.ops` is imported (it registe
 ONNX graph runs in ONNX Runtime with `onnx_plugins.session(path)`. Both take one image
 [3, H, W] float in [0, 1] (ONNX: input "image", outputs "boxes", "labels", "scores"); tiling of
 large images stays in `model.inference.tiling.TiledDetector`.
+
+An imported mmdetection model (config "preprocessing") is exported to ONNX from its network input
+on: the legacy exporter would freeze the resize sizes of the example image into the graph, so
+its preprocessing runs in NumPy before the graph (model.inference.mmdet_preprocess, bit-exact
+with the torch one). Inputs "input" [1, 3, H, W], "image_size" [2] (h, w) and "box_scale" [2];
+the probe takes "input".
 """
 import argparse
 import os
@@ -34,6 +40,37 @@ def export_onnx(model: nn.Module, path: str, tile_size: int = 400,
             "labels": {0: "detections"}, "scores": {0: "detections"}})
 
 
+NETWORK_INPUTS = ["input", "image_size", "box_scale"]
+
+
+def export_network_input_onnx(model: nn.Module, path: str, size: int) -> torch.Tensor:
+    """An imported mmdetection model's detector graph from the network input on (inputs
+    NETWORK_INPUTS; outputs boxes, labels, scores); -> the example network input."""
+    from model.detector.mmdet_faster_rcnn import NetworkInputGraph
+
+    with torch.no_grad():
+        batch, box_scales = model.transform([torch.rand(3, size * 3 // 4, size)])
+    h, w = batch.image_sizes[0]
+    example = (batch.tensors, torch.tensor([h, w], dtype=torch.float32), box_scales[0])
+    detections = {"boxes": {0: "detections"}, "labels": {0: "detections"},
+                  "scores": {0: "detections"}}
+    export(NetworkInputGraph(model), example, path, NETWORK_INPUTS, ["boxes", "labels", "scores"],
+           {"input": {2: "height", 3: "width"}, **detections})
+    return batch.tensors
+
+
+def export_network_input_runtime(model: nn.Module, directory: str, size: int) -> None:
+    """detector.onnx and probe.onnx of an imported mmdetection model, from the network input; no
+    probe for a model without deformable layers (an ONNX graph needs an output)."""
+    x = export_network_input_onnx(model, os.path.join(directory, "detector.onnx"), size)
+    layers = layer_meta(model)
+    if not layers:
+        return
+    names = [f"{what}_{i}" for i in range(len(layers)) for what in ("offset", "mask")]
+    export(OffsetProbe(model), (x,), os.path.join(directory, "probe.onnx"), ["input"],
+           names, {"input": {2: "height", 3: "width"}, **{n: {2: "h", 3: "w"} for n in names}})
+
+
 def export_runtime(model: nn.Module, config: Dict[str, Any], kind: str, directory: str) -> str:
     """Writes the `kind` ("torchscript" | "onnxruntime") runtime folder of an eager detector."""
     os.makedirs(directory, exist_ok=True)
@@ -47,6 +84,8 @@ def export_runtime(model: nn.Module, config: Dict[str, Any], kind: str, director
             batch, _ = model.transform([image])
             torch.jit.trace(OffsetProbe(model).eval(), batch.tensors, check_trace=False).save(
                 os.path.join(directory, "probe.pt"))
+    elif kind == "onnxruntime" and "preprocessing" in config:
+        export_network_input_runtime(model, directory, size)
     elif kind == "onnxruntime":
         export_onnx(model, os.path.join(directory, "detector.onnx"), size)
         names = [f"{what}_{i}" for i in range(len(layers)) for what in ("offset", "mask")]

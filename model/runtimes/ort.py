@@ -7,6 +7,7 @@ from typing import Dict, List
 import numpy as np
 
 import onnx_plugins
+from model.inference.mmdet_preprocess import preprocess
 from model.inference.runtime import DeviceOutOfMemory, read_runtime_meta
 
 MAX_LANES = 4  # concurrent tiles on the CPU (each holds its own activations)
@@ -22,7 +23,9 @@ def _cpu_cores() -> int:
 class OnnxRuntimeRuntime:
     """`detector.onnx` (one [3, h, w] image in; boxes, labels, scores out) and `probe.onnx`
     (model.detector.probe.ImageProbe: image in, offsets and masks out); the CUDA execution
-    provider when device is "cuda". threads: intra-op threads (0: one per core).
+    provider when device is "cuda". threads: intra-op threads (0: one per core). An imported
+    mmdetection model's graphs start at the network input: its preprocessing runs here, in
+    NumPy (model.inference.mmdet_preprocess).
 
     On the CPU the tiles of one run() call go through `lanes` concurrent single-threaded runs of
     a second session (one lane per thread, at most MAX_LANES): 13% more tiles/s than one
@@ -36,6 +39,7 @@ class OnnxRuntimeRuntime:
 
         meta = read_runtime_meta(directory, self.kind)
         self.config, self.device, self.layers = meta["config"], str(device), meta["layers"]
+        self.preprocessing = self.config.get("preprocessing")
         providers = (["CUDAExecutionProvider", "CPUExecutionProvider"] if self.device == "cuda"
                      else ["CPUExecutionProvider"])
 
@@ -45,7 +49,8 @@ class OnnxRuntimeRuntime:
             return onnx_plugins.session(os.path.join(directory, name), providers, options)
 
         self.session = open_session("detector.onnx", int(threads))
-        self.probe_session = open_session("probe.onnx", int(threads))
+        has_probe = os.path.exists(os.path.join(directory, "probe.onnx"))  # none: no DCN layers
+        self.probe_session = open_session("probe.onnx", int(threads)) if has_probe else None
         self.lanes = min(int(threads) or _cpu_cores(), MAX_LANES) if self.device != "cuda" else 1
         if self.lanes > 1:
             self.lane_session = open_session("detector.onnx", 1)
@@ -56,10 +61,16 @@ class OnnxRuntimeRuntime:
             return list(self.lane_pool.map(lambda t: self._run_one(self.lane_session, t), tiles))
         return [self._run_one(self.session, tile) for tile in tiles]
 
-    @staticmethod
-    def _run_one(session, tile: np.ndarray) -> Dict[str, np.ndarray]:
+    def _feeds(self, image: np.ndarray) -> Dict[str, np.ndarray]:
+        if self.preprocessing is None:
+            return {"image": image}
+        x, size, box_scale = preprocess(image, self.preprocessing)
+        return {"input": x, "image_size": size, "box_scale": box_scale}
+
+    def _run_one(self, session, tile: np.ndarray) -> Dict[str, np.ndarray]:
+        feeds = self._feeds(tile)
         try:  # the exported graph takes one image
-            boxes, labels, scores = session.run(None, {"image": tile})
+            boxes, labels, scores = session.run(None, feeds)
         except Exception as e:  # ONNX Runtime reports allocator failures as plain errors
             if "Failed to allocate memory" in str(e):
                 raise DeviceOutOfMemory(f"out of device memory for a tile: {e}") from e
@@ -67,4 +78,7 @@ class OnnxRuntimeRuntime:
         return {"boxes": boxes, "labels": labels, "scores": scores}
 
     def probe(self, image: np.ndarray) -> List[np.ndarray]:
-        return self.probe_session.run(None, {"image": image})
+        if self.probe_session is None:
+            return []
+        feeds = self._feeds(image)
+        return self.probe_session.run(None, {k: feeds[k] for k in ("image", "input") if k in feeds})

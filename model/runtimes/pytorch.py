@@ -13,9 +13,15 @@ from model.detector.probe import OffsetProbe, layer_meta
 from model.inference.runtime import DeviceOutOfMemory, read_runtime_meta
 
 
-def transform_from_config(config: Dict[str, Any]) -> GeneralizedRCNNTransform:
-    """The detector's preprocessing (resize + ImageNet normalisation), rebuilt from its config
-    with FasterRCNN's defaults."""
+def transform_from_config(config: Dict[str, Any]) -> nn.Module:
+    """The detector's preprocessing (resize + normalisation), rebuilt from its config: an
+    imported mmdetection model's own ("preprocessing"), else FasterRCNN's defaults."""
+    if "preprocessing" in config:
+        from model.detector.mmdet_transform import MMDetTransform
+
+        pre = config["preprocessing"]
+        return MMDetTransform(max(pre["scale"]), min(pre["scale"]), tuple(pre["mean"]),
+                              tuple(pre["std"]), int(pre["size_divisor"]))
     arch = config.get("architecture", {})
     return GeneralizedRCNNTransform(int(arch.get("min_size", 800)), int(arch.get("max_size", 1333)),
                                     [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
@@ -74,4 +80,6 @@ class TorchScriptRuntime(EagerRuntime):
         self.transform = transform_from_config(self.config).eval()
 
     def _forward(self, tiles: List[torch.Tensor]) -> List[Dict[str, torch.Tensor]]:
-        return self.model(tiles)[1]  # scripted detectors return (losses, detections)
+        out = self.model(tiles)
+        # scripted torchvision detectors return (losses, detections); imported ones detections
+        return out[1] if isinstance(out, tuple) else out

@@ -7,6 +7,10 @@ Layout: <out>/<name>/config.pbtxt and <out>/<name>/1/model.onnx
 (model.runtimes.export.TileBatch: uint8 tiles [B, S, S, 3] in; boxes, scores, labels, count
 out), served by Triton's `onnxruntime` backend with our op library loaded through
 `model_operations { op_library_filename }`, dynamic batching and a GPU instance group.
+A whole-image model (an imported mmdetection detector, config "tile": {"whole_image": true}) is
+written unbatched (max_batch_size 0): its graph starts at the network input ("input" [1, 3, H, W],
+"image_size" [2], "box_scale" [2]), which a client makes with
+model.inference.mmdet_preprocess.preprocess, and returns that image's boxes, labels and scores.
 `--op-library` is the library's path as Triton sees it; `--bundle-library` copies the built CUDA
 library into <out>/lib/ and points the config there (mount <out> at the same path in the Triton
 container).
@@ -19,7 +23,7 @@ from typing import Dict, List, Optional
 from model.detector.zoo import load_model
 from onnx_plugins import library_path
 
-from .export import export_tile_batch_onnx
+from .export import export_network_input_onnx, export_tile_batch_onnx
 
 ONNX_TO_TRITON = {1: "TYPE_FP32", 2: "TYPE_UINT8", 7: "TYPE_INT64", 10: "TYPE_FP16",
                   11: "TYPE_FP64", 6: "TYPE_INT32"}
@@ -33,7 +37,7 @@ def _tensor(name: str, data_type: str, dims: List[int]) -> str:
 def config_text(name: str, onnx_path: str, max_batch_size: int, op_library: str,
                 instances: int, max_queue_delay_us: int) -> str:
     """config.pbtxt for the ONNX graph at `onnx_path`, inputs/outputs read from the graph (its
-    first dimension is the batch)."""
+    first dimension is the batch, unless max_batch_size is 0: no batching)."""
     import onnx
 
     graph = onnx.load(onnx_path, load_external_data=False).graph
@@ -42,10 +46,16 @@ def config_text(name: str, onnx_path: str, max_batch_size: int, op_library: str,
         out = []
         for v in values:
             t = v.type.tensor_type
-            dims = [d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim][1:]
+            dims = [d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim]
+            dims = dims[1:] if max_batch_size else dims
             out.append(_tensor(v.name, ONNX_TO_TRITON[t.elem_type], dims))
         return ",\n".join(out)
 
+    batching = f"""dynamic_batching {{
+  preferred_batch_size: [ {max_batch_size} ]
+  max_queue_delay_microseconds: {max_queue_delay_us}
+}}
+""" if max_batch_size else ""
     return f"""name: "{name}"
 backend: "onnxruntime"
 max_batch_size: {max_batch_size}
@@ -55,11 +65,7 @@ input [
 output [
 {entries(graph.output)}
 ]
-dynamic_batching {{
-  preferred_batch_size: [ {max_batch_size} ]
-  max_queue_delay_microseconds: {max_queue_delay_us}
-}}
-instance_group [
+{batching}instance_group [
   {{
     count: {instances}
     kind: KIND_GPU
@@ -80,8 +86,12 @@ def write_repository(out: str, checkpoint: Optional[str] = None, name: str = "dc
     version_dir = os.path.join(out, name, "1")
     os.makedirs(version_dir, exist_ok=True)
     model_path = os.path.join(version_dir, "model.onnx")
-    export_tile_batch_onnx(model, int(config.get("tile", {}).get("size", 400)), model_path,
-                           max_batch_size, max_detections)
+    size = int(config.get("tile", {}).get("size", 400))
+    if config.get("tile", {}).get("whole_image"):
+        export_network_input_onnx(model, model_path, size)
+        max_batch_size = 0
+    else:
+        export_tile_batch_onnx(model, size, model_path, max_batch_size, max_detections)
     if bundle_library:
         os.makedirs(os.path.join(out, "lib"), exist_ok=True)
         target = os.path.join(out, "lib", "libdcn_ort_cuda.so")

@@ -8,6 +8,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from detection_match import assert_same_detections
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
@@ -68,3 +69,35 @@ def test_model_runs_with_the_configured_op_library(repository):
             np.testing.assert_allclose(boxes[i, :n], eager["boxes"][:n].numpy(), atol=1.0)
             np.testing.assert_allclose(scores[i, :n], eager["scores"][:n].numpy(), atol=1e-3)
             assert (labels[i, :n] == 1).all() and (scores[i, n:] == 0).all()
+
+
+def test_whole_image_models_are_written_unbatched_from_the_network_input(tmp_path):
+    from model.detector import checkpoint
+    from model.detector.mmdet_convert import checkpoint_config
+    from model.detector.mmdet_faster_rcnn import MMDET_CONFIGS
+    from model.inference.mmdet_preprocess import preprocess
+
+    name = "faster-rcnn_r50_fpn_1x_coco"
+    torch.manual_seed(0)
+    model = MMDET_CONFIGS[name]().eval()
+    with torch.no_grad():  # detections above the score threshold
+        model.roi_head.bbox_head.fc_cls.weight.mul_(30)
+    config = checkpoint_config(name, [str(i) for i in range(80)])
+    checkpoint.save(model, config, str(tmp_path / "imported"))
+    paths = write_repository(str(tmp_path / "repo"), str(tmp_path / "imported"))
+    with open(paths["config"]) as f:
+        triton = text_format.Parse(f.read(), model_config_pb2.ModelConfig())
+    assert triton.max_batch_size == 0 and not triton.HasField("dynamic_batching")
+    assert [(t.name, list(t.dims)) for t in triton.input] == [
+        ("input", [1, 3, -1, -1]), ("image_size", [2]), ("box_scale", [2])]
+    options = ort.SessionOptions()
+    options.register_custom_ops_library(triton.model_operations.op_library_filename[0])
+    session = ort.InferenceSession(paths["model"], options, providers=["CPUExecutionProvider"])
+    image = np.random.default_rng(0).random((3, 48, 64), dtype=np.float32)
+    boxes, labels, scores = session.run(None, dict(zip(
+        ("input", "image_size", "box_scale"), preprocess(image, config["preprocessing"]))))
+    with torch.no_grad():
+        [eager] = model([torch.from_numpy(image)])
+    assert len(scores) > 0
+    assert_same_detections({"boxes": boxes, "labels": labels, "scores": scores},
+                           {k: v.numpy() for k, v in eager.items()})
