@@ -122,7 +122,7 @@ def test_onnxruntime_gpu_without_a_gpu_runs_on_the_cpu(monkeypatch):
     import onnxruntime as ort
 
     import onnx_plugins
-    from model import runtimes
+    from model.runtimes import loading as runtimes
 
     monkeypatch.setattr(ort, "get_available_providers",
                         lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
