@@ -34,11 +34,13 @@ def soap_image() -> bytes:
 
 
 def metric(url: str, name: str) -> float:
+    """Prometheus metric `name` summed over its labels (e.g. every served model and version)."""
     with urllib.request.urlopen(url + "/metrics", timeout=5) as r:
-        for line in r.read().decode().splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-    raise KeyError(name)
+        values = [float(line.rsplit(" ", 1)[1]) for line in r.read().decode().splitlines()
+                  if line.startswith((name + " ", name + "{"))]
+    if not values:
+        raise KeyError(name)
+    return sum(values)
 
 
 class Request(threading.Thread):
