@@ -10,7 +10,9 @@ the configs, writes the seeded checkpoints (tests/detector/mmdet_fixtures/seeded
 we then import with model.convert's code, and times one inference per request. Candidates are
 timed round-robin in single runs, best of --rounds (benchmarks/timing.py's rule), and the timed
 call is the whole image -> detections path on each side (preprocessing included). Not part of
-`make bench`: it needs that second environment.
+`make bench`: it needs that second environment. `--ours-only` skips mmdetection (the seeded
+checkpoints are then written from the fixtures' key list) and times our runtimes alone, for the
+dconv / plain ratio.
 """
 import argparse
 import json
@@ -115,6 +117,19 @@ def our_runtimes(directory: str) -> dict:
     return out
 
 
+def seeded_checkpoints(directory: str) -> None:
+    """Without mmdetection: the worker's seeded checkpoints, from the key list of the fixtures."""
+    import torch
+
+    sys.path.insert(0, FIXTURES)
+    from seeded_weights import seeded_state
+
+    with open(os.path.join(FIXTURES, "keys.json")) as f:
+        keys = json.load(f)["keys"]
+    for _, name in CONFIGS.values():
+        torch.save({"state_dict": seeded_state(keys[name])}, os.path.join(directory, name + ".pth"))
+
+
 def main() -> None:
     if len(sys.argv) == 4 and sys.argv[1] == "--worker":
         return worker(sys.argv[2], sys.argv[3])
@@ -122,6 +137,7 @@ def main() -> None:
     ap.add_argument("--mmdet-python", default=os.environ.get("MMDET_PYTHON",
                                                             "/work/mmref/venv/bin/python"),
                     help="python of an environment with mmdetection 3.x and mmcv 2.x")
+    ap.add_argument("--ours-only", action="store_true", help="time our runtimes only")
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
     sys.path.insert(0, ROOT)
@@ -131,9 +147,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as directory:
         image_path = os.path.join(directory, "image.npy")
         np.save(image_path, image)
-        mmdet = MMDetWorker(args.mmdet_python, image_path, directory)
+        candidates = {}
+        if args.ours_only:
+            seeded_checkpoints(directory)
+        else:
+            mmdet = MMDetWorker(args.mmdet_python, image_path, directory)
+            candidates = {("mmdetection", key): (lambda k=key: mmdet.seconds(k)) for key in CONFIGS}
         ours = our_runtimes(directory)
-        candidates = {("mmdetection", key): (lambda k=key: mmdet.seconds(k)) for key in CONFIGS}
         for (key, kind), detector in ours.items():
             def run(d=detector):
                 start = time.perf_counter()
@@ -146,17 +166,19 @@ def main() -> None:
         for _ in range(args.rounds):
             for name, fn in candidates.items():
                 best[name] = min(best[name], fn())
-        mmdet.close()
-    print(f"mmdetection {mmdet.versions['mmdet']}, mmcv {mmdet.versions['mmcv']}; image "
-          f"{image.shape[1]}x{image.shape[0]}; {THREADS} threads; best of {args.rounds}")
+        if not args.ours_only:
+            mmdet.close()
+            print(f"mmdetection {mmdet.versions['mmdet']}, mmcv {mmdet.versions['mmcv']}")
+    print(f"image {image.shape[1]}x{image.shape[0]}; {THREADS} threads; best of {args.rounds}")
     for (who, key), seconds in sorted(best.items(), key=lambda kv: (kv[0][1], kv[1])):
         print(f"  {key:5s} {who:12s} {seconds:7.3f} s  {1 / seconds:6.3f} images/s")
     ours_dconv = min(v for (who, key), v in best.items() if key == "dconv" and who != "mmdetection")
     fastest = min((v, who) for (who, key), v in best.items()
                   if key == "dconv" and who != "mmdetection")[1]
     ours_plain = best[fastest, "plain"]
-    print(f"ours ({fastest}) / mmdetection, dconv: "
-          f"{best['mmdetection', 'dconv'] / ours_dconv:.2f}x images/s (goal >= 2)")
+    if not args.ours_only:
+        print(f"ours ({fastest}) / mmdetection, dconv: "
+              f"{best['mmdetection', 'dconv'] / ours_dconv:.2f}x images/s (goal >= 2)")
     print(f"our dconv / our plain time ({fastest}): {ours_dconv / ours_plain:.3f} (goal <= 1.10)")
 
 

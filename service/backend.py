@@ -4,7 +4,7 @@ or the model: the implementation is service.model_backend (`load_backend`).
 A request's work is a plan of tiles: the worker (service.batcher) runs tiles of several requests
 in model batches, interleaved, and merges each request's outputs when its last tile has run.
 """
-from typing import Any, Dict, List, Protocol, Sequence
+from typing import Any, Dict, List, Optional, Protocol, Sequence
 
 import numpy as np
 
@@ -15,6 +15,10 @@ Layers = List[Dict[str, Any]]
 
 class OutOfMemory(Exception):
     """The device ran out of memory for a batch of tiles (its memory has been released)."""
+
+
+class TooDeep(ValueError):
+    """More deformable layers were asked to be composed than the point limit allows."""
 
 
 class Plan(Protocol):
@@ -40,8 +44,10 @@ class Backend(Protocol):
               max_detections: int) -> Detections:
         """The image's detections from the outputs of all of its tiles."""
 
-    def sampling_points(self, image: np.ndarray, x: float, y: float) -> Layers:
-        """Composed sampling locations of the deformable layers for image point (x, y)."""
+    def sampling_points(self, image: np.ndarray, x: float, y: float,
+                        depth: Optional[int] = None) -> Layers:
+        """Composed sampling locations of the top `depth` deformable layers (default: as many
+        as the point limit allows) for image point (x, y). Raises TooDeep past that limit."""
 
     def render(self, image: np.ndarray, layers: Layers, x: float, y: float) -> bytes:
         """PNG of the image with the given layers' points drawn."""

@@ -10,11 +10,12 @@ from typing import Any, List, Optional, Sequence
 import numpy as np
 
 from model.detector.checkpoint import DEFAULT_CHECKPOINT
+from model.inference import sampling
 from model.inference.runtime import DeviceOutOfMemory
 from model.inference.sampling import render_sampling_points
 from model.runtimes.loading import load_runtime
 
-from .backend import Detections, Layers, OutOfMemory
+from .backend import Detections, Layers, OutOfMemory, TooDeep
 
 
 class ModelBackend:
@@ -47,8 +48,12 @@ class ModelBackend:
         return self.detector.predict(images, score_threshold=score_threshold,
                                      max_detections=max_detections, tta=self.tta)
 
-    def sampling_points(self, image: np.ndarray, x: float, y: float) -> Layers:
-        return self.detector.sampling_points(image, x, y)
+    def sampling_points(self, image: np.ndarray, x: float, y: float,
+                        depth: Optional[int] = None) -> Layers:
+        try:
+            return self.detector.sampling_points(image, x, y, depth)
+        except sampling.TooDeep as e:
+            raise TooDeep(str(e)) from None
 
     def render(self, image: np.ndarray, layers: Layers, x: float, y: float) -> bytes:
         return render_sampling_points(image, layers, x, y)

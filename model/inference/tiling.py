@@ -13,14 +13,14 @@ interleave the tiles of several requests (`count_tiles` prices a request before 
 """
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from . import tta as augment
 from .boxes import batched_nms
 from .mmdet_preprocess import padded_size, rescale_size
-from .sampling import compose
+from .sampling import checked_depth, compose
 
 Detections = Dict[str, np.ndarray]
 
@@ -150,9 +150,11 @@ class TiledDetector:
             outputs.extend(self.run_tiles(plan.tiles[s:s + batch_size]))
         return self.merge(plan, outputs, score_threshold, max_detections)
 
-    def sampling_points(self, image, x: float, y: float) -> List[Dict[str, Any]]:
-        """Composed sampling locations of the stacked deformable layers for image point (x, y)
-        (see model.sampling.compose); `image` as for `plan`, seen whole (not tiled)."""
+    def sampling_points(self, image, x: float, y: float,
+                        depth: Optional[int] = None) -> List[Dict[str, Any]]:
+        """Composed sampling locations of the top `depth` deformable layers (default: as many
+        as model.inference.sampling.compose allows) for image point (x, y); `image` as for
+        `plan`, seen whole (not tiled). Raises sampling.TooDeep for a depth past that."""
         pixels = as_chw(image)
         arch = self.config.get("architecture", {})
         if "preprocessing" in self.config:  # mmcv's keep-ratio resize (an imported model)
@@ -163,8 +165,9 @@ class TiledDetector:
             (resized_h, _), (input_h, _) = network_size(
                 pixels.shape[1], pixels.shape[2], int(arch.get("min_size", 800)),
                 int(arch.get("max_size", 1333)))
+        checked_depth(self.layers, depth)  # before the probe runs
         return compose(self.layers, self.runtime.probe(pixels), input_h,
-                       resized_h / pixels.shape[1], x, y)
+                       resized_h / pixels.shape[1], x, y, depth)
 
     def _merge(self, parts, score_threshold: float, max_detections: int) -> Detections:
         boxes, scores, labels = (np.concatenate([p[j] for p in parts]) for j in range(3))

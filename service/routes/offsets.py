@@ -4,6 +4,7 @@ from typing import Literal, Optional
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from ..backend import TooDeep
 from ..dependencies import require_key
 from ..errors import ServiceError
 from ..images import decode
@@ -36,6 +37,9 @@ async def offsets(
         x: Optional[float] = Query(None, description="image x in pixels"),
         y: Optional[float] = Query(None, description="image y in pixels"),
         layer: Optional[int] = Query(None, ge=0, description="only this layer (0 = top)"),
+        depth: Optional[int] = Query(None, ge=1, description="compose the top `depth` layers "
+                                     "(default and most: as many as give at most 6561 points, "
+                                     "4 stacked 3x3 layers)"),
         format: Literal["png", "json"] = Query("png"),
 ):
     state = request.app.state
@@ -57,13 +61,19 @@ async def offsets(
         served = state.registry.resolve(record.model or None)
     image = await run_in_threadpool(decode, record.data, state.settings.max_image_pixels)
     backend = served.backend
-    layers = await served.batcher.run_exclusive(lambda: backend.sampling_points(image, x, y))
+    if layer is not None and depth is None:
+        depth = layer + 1  # compose down to it (TooDeep says how far that can go)
+    try:
+        layers = await served.batcher.run_exclusive(
+            lambda: backend.sampling_points(image, x, y, depth))
+    except TooDeep as e:
+        raise HTTPException(422, str(e)) from None
     for index, entry in enumerate(layers):
         entry["index"] = index
     if layer is not None:
         if layer >= len(layers):
-            raise HTTPException(422, f"layer {layer} does not exist; the model has "
-                                     f"{len(layers)} deformable layers (0 = top)")
+            raise HTTPException(422, f"layer {layer} is not among the {len(layers)} composed "
+                                     f"deformable layers (0 = top)")
         layers = [layers[layer]]
     if format == "json":
         return OffsetsResponse(

@@ -106,14 +106,31 @@ def test_import_reproduces_mmdetection(name, tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["torchscript", "onnxruntime"])
-def test_exported_dconv_model_reproduces_mmdetection(kind, tmp_path):
+@pytest.mark.parametrize("name", list(MMDET_CONFIGS))
+def test_exported_model_reproduces_mmdetection(name, kind, tmp_path):
+    """Each config exported: mmdetection's detections (dpool, whose detections mmdetection cannot
+    give on a CPU: eager's), and eager's offsets and masks of the 13 deformable convs."""
     from model.runtimes.export import export_runtime
     from model.runtimes.ort import OnnxRuntimeRuntime
-    from model.runtimes.pytorch import TorchScriptRuntime
+    from model.runtimes.pytorch import EagerRuntime, TorchScriptRuntime
 
-    ref, model, config = _imported("faster-rcnn_r50-dconv-c3-c5_fpn_1x_coco", tmp_path)
+    ref, model, config = _imported(name, tmp_path)
     directory = export_runtime(model, config, kind, str(tmp_path / kind))
     runtime = (TorchScriptRuntime if kind == "torchscript" else OnnxRuntimeRuntime)(directory)
-    for photo, rgb in _photos().items():
-        [out] = runtime.run([np.ascontiguousarray(rgb.transpose(2, 0, 1), np.float32) / 255])
-        print(f"\n{kind} {photo}: {_detections(out, ref, photo + '_')}")
+    eager = EagerRuntime(model, config)
+    for i, (photo, rgb) in enumerate(_photos().items()):
+        tile = np.ascontiguousarray(rgb.transpose(2, 0, 1), np.float32) / 255
+        [out] = runtime.run([tile])
+        if photo + "_boxes" in ref:
+            diffs = _detections(out, ref, photo + "_")
+        else:
+            [theirs] = eager.run([tile])
+            assert len(theirs["scores"]) > 0
+            diffs = assert_same_detections(out, theirs)
+        if i == 0:
+            probes = list(zip(eager.probe(tile), runtime.probe(tile)))
+            assert len(runtime.layers) == (13 if "dconv" in name else 0)
+            assert len(probes) == 2 * len(runtime.layers)  # offsets and masks
+            for x, y in probes:
+                np.testing.assert_allclose(y, x, rtol=1e-4, atol=1e-4)
+        print(f"\n{name} {kind} {photo}: {diffs}")

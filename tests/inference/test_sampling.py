@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from model.detector.zoo import build_model
-from model.inference.sampling import render_sampling_points
+from model.inference.sampling import TooDeep, compose, render_sampling_points
 from model.ops.layers import DeformConv2d
 from model.runtimes.loading import eager_detector
 
@@ -57,3 +57,38 @@ def test_render_is_a_png_of_the_image_size(detector):
     picture = Image.open(io.BytesIO(png))
     assert picture.format == "PNG" and picture.size == (300, 320)
     assert np.asarray(picture).std() > 0  # something was drawn
+
+
+def _zero_probe(layers, input_height, cells):
+    """Probe outputs of zero offsets and unit masks for `layers` on maps `cells` high and wide."""
+    arrays = []
+    for meta, n in zip(layers, cells):
+        k = meta["kernel_size"][0] * meta["kernel_size"][1]
+        arrays += [np.zeros((1, 2 * k, n, n), np.float32), np.ones((1, k, n, n), np.float32)]
+    return arrays
+
+
+def _layer(name, stride=1):
+    return {"layer": name, "kernel_size": [3, 3], "stride": [stride, stride],
+            "padding": [1, 1], "dilation": [1, 1]}
+
+
+def test_a_strided_layer_samples_its_finer_input_map():
+    # One 3x3 stride-2 layer whose 10x10 output has stride 32 on a 320-pixel input: (144, 144)
+    # is output cell 4, which samples input cells 7..9 of the stride-16 map, centres 16*c + 7.5.
+    layers = [_layer("down", stride=2)]
+    [top] = compose(layers, _zero_probe(layers, 320, [10]), 320, 1.0, 144.0, 144.0)
+    np.testing.assert_allclose(np.unique(top["points"][:, 0]), 16 * np.arange(7, 10) + 7.5)
+
+
+def test_composition_stops_at_the_point_limit():
+    # ResNet-50 with DCN in res3-res5 stacks 13 3x3 layers: 9^13 points would not fit in memory.
+    layers = [_layer(f"l{i}") for i in range(13)]
+    arrays = _zero_probe(layers, 320, [10] * 13)
+    assert [len(l["points"]) for l in compose(layers, arrays, 320, 1.0, 100.0, 100.0)] == \
+        [9, 81, 729, 9 ** 4]
+    assert len(compose(layers, arrays, 320, 1.0, 100.0, 100.0, depth=2)) == 2
+    with pytest.raises(TooDeep, match="more than 6561 points; at most 4 of the 13"):
+        compose(layers, arrays, 320, 1.0, 100.0, 100.0, depth=5)
+    with pytest.raises(TooDeep, match="the model has 13 deformable layers"):
+        compose(layers, arrays, 320, 1.0, 100.0, 100.0, depth=14)

@@ -163,8 +163,12 @@ def test_offsets_view(client, soap):
     one = client.get(f"/offsets/{rid}", params={"format": "json", "layer": 2, "x": 100,
                                                 "y": 50}).json()
     assert [layer["index"] for layer in one["layers"]] == [2] and len(one["layers"][0]["points"]) == 729
+    two = client.get(f"/offsets/{rid}", params={"format": "json", "depth": 2}).json()
+    assert [len(layer["points"]) for layer in two["layers"]] == [9, 81]
+    deep = client.get(f"/offsets/{rid}", params={"depth": 4})
+    assert deep.status_code == 422 and "has 3 deformable layers" in deep.json()["detail"]
     for params, status in [({"layer": 3}, 422), ({"x": 10}, 422), ({"x": 500, "y": 5}, 422),
-                           ({"format": "gif"}, 422)]:
+                           ({"format": "gif"}, 422), ({"depth": 0}, 422)]:
         r = client.get(f"/offsets/{rid}", params=params)
         assert r.status_code == status and r.json()["detail"]
     assert client.get("/offsets/0123456789abcdef").status_code == 404

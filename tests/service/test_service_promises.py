@@ -62,7 +62,7 @@ class CountingBackend:
         keep = np.nonzero(result["scores"] >= score_threshold)[0][:max_detections]
         return {k: v[keep] for k, v in result.items()}
 
-    def sampling_points(self, image, x, y):
+    def sampling_points(self, image, x, y, depth=None):
         return [{"layer": "fake", "points": np.array([[x, y]]), "weights": np.ones(1)}]
 
     def render(self, image, layers, x, y):
