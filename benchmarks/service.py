@@ -1,14 +1,17 @@
 """The HTTP service under load against its raw backend, in steady state.
 
-    python benchmarks/service.py [--backend auto] [--device auto] [--seconds 20] [--warmup 6]
+    python benchmarks/service.py [--backend auto] [--device auto] [--seconds 24] [--cycles 3]
 
 For batching on (max_batch_size 8, --max-delay-ms) and off (1): 1, 4 and 16 closed-loop clients
-(async httpx, no pause between requests) post a 400x400 aerial PNG continuously; after --warmup
-seconds, a window of --seconds is measured: images/s = requests completed in the window / its
-length, p50 / p99 over the requests that started and ended in it. The raw backend (the same
-checkpoint in this process, no HTTP, no scheduler) is timed at that configuration's batch size
-just before and just after each window, and the service is compared with the mean of the two, so
-that both see the same machine (shared 2-core VMs drift by 20% within minutes).
+(async httpx, no pause between requests) post a 400x400 aerial PNG continuously; each row is
+--cycles windows (each after --warmup seconds of load, --seconds in all): images/s = requests
+completed in the windows / their length, p50 / p99 over the requests that started and ended in
+one. The raw backend (the same checkpoint in this process, no HTTP, no scheduler, the service
+idle) is timed at that configuration's batch size before and after every window, and each window
+is compared with the mean of the two around it, so that both see the same machine (shared 2-core
+VMs drift by 30% within a minute); the table gives the mean ratio and its range. "worker busy":
+backend seconds of the batches that ended in the windows over the windows' length (a batch
+crossing an edge counts whole, so it can pass 1).
 
 Targets (16 clients, batching on): >= 0.90 of the raw batched throughput; p99 <= max_delay + 2 x
 batch time. Both batch times are printed: the raw one, and the one as served (the service's own
@@ -76,8 +79,9 @@ def batch_counters(url: str) -> Dict[str, float]:
 
 
 async def drive(url: str, body: bytes, clients: int, warmup: float, seconds: float):
-    """-> (images/s, p50 s, p99 s, requests) in the window after `warmup`."""
-    done = []  # (start, end) of every request
+    """One window of `seconds` after `warmup` seconds of load -> {"completed", "latencies",
+    "batches", "backend_s", "tiles"} of the requests that completed in it."""
+    done = []  # (start, end, seconds waiting for a batch) of every request
     t0 = time.perf_counter()
     begin, end = t0 + warmup, t0 + warmup + seconds
 
@@ -86,7 +90,7 @@ async def drive(url: str, body: bytes, clients: int, warmup: float, seconds: flo
             t = time.perf_counter()
             r = await c.post("/detect", content=body, headers={"content-type": "image/png"})
             r.raise_for_status()
-            done.append((t, time.perf_counter()))
+            done.append((t, time.perf_counter(), r.json()["timing_ms"]["queue"] / 1e3))
 
     async with httpx.AsyncClient(base_url=url, timeout=600) as c:
         tasks = [asyncio.create_task(client(c)) for _ in range(clients)]
@@ -95,15 +99,39 @@ async def drive(url: str, body: bytes, clients: int, warmup: float, seconds: flo
         await asyncio.sleep(max(0.0, end - time.perf_counter()))
         after = await asyncio.to_thread(batch_counters, url)
         await asyncio.gather(*tasks)
-    completed = sum(1 for _, e in done if begin <= e < end)
-    latencies = [e - s for s, e in done if s >= begin and e < end]
-    batches = after["dcn_inference_seconds_count"] - before["dcn_inference_seconds_count"]
-    served = {"batch_s": (after["dcn_inference_seconds_sum"] - before["dcn_inference_seconds_sum"])
-              / max(batches, 1),
-              "batch_size": (after["dcn_batch_size_sum"] - before["dcn_batch_size_sum"])
-              / max(batches, 1)}
-    return (completed / seconds, np.percentile(latencies, 50), np.percentile(latencies, 99),
-            len(latencies), served)
+    delta = {k: after[k] - before[k] for k in after}
+    return {"completed": sum(1 for _, e, _ in done if begin <= e < end),
+            "latencies": [e - s for s, e, _ in done if s >= begin and e < end],
+            "queued": [q for s, e, q in done if s >= begin and e < end],
+            "batches": delta["dcn_inference_seconds_count"],
+            "backend_s": delta["dcn_inference_seconds_sum"], "tiles": delta["dcn_batch_size_sum"]}
+
+
+def measure_row(url: str, body: bytes, backend, image, clients: int, max_batch: int, args):
+    """--cycles of (raw backend for --raw-seconds, then a service window), and a last raw
+    timing: the service against the raw runs around it. -> the row's figures."""
+    raws, windows, ratios = [raw_rate(backend, image, max_batch, args.raw_seconds)], [], []
+    window = args.seconds / args.cycles
+    for _ in range(args.cycles):
+        w = asyncio.run(drive(url, body, clients, args.warmup, window))
+        raws.append(raw_rate(backend, image, max_batch, args.raw_seconds))
+        windows.append(w)
+        ratios.append(w["completed"] / window / ((raws[-2] + raws[-1]) / 2))
+    latencies = [x for w in windows for x in w["latencies"]]
+    if not latencies:
+        sys.exit(f"no request of {clients} clients both started and ended within a window of "
+                 f"{window:.1f} s: raise --seconds or lower --cycles")
+    batches = max(sum(w["batches"] for w in windows), 1)
+    backend_s = sum(w["backend_s"] for w in windows)
+    queued = np.array([x for w in windows for x in w["queued"]]) / max(backend_s / batches, 1e-9)
+    return {"ips": sum(w["completed"] for w in windows) / args.seconds,
+            "p50": np.percentile(latencies, 50), "p99": np.percentile(latencies, 99),
+            "requests": len(latencies), "raw": float(np.mean(raws)),
+            "ratio": float(np.mean(ratios)), "ratio_range": (min(ratios), max(ratios)),
+            "batch_s": backend_s / batches,
+            "batch_size": sum(w["tiles"] for w in windows) / batches,
+            "busy": backend_s / args.seconds,
+            "queued_p99": float(np.percentile(queued, 99)), "queued_max": float(queued.max())}
 
 
 def raw_rate(backend: ModelBackend, image: np.ndarray, batch: int, seconds: float) -> float:
@@ -120,9 +148,11 @@ def main():
     ap.add_argument("--backend", default="auto",
                     choices=["auto", "torch", "torchscript", "onnxruntime"])
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--seconds", type=float, default=20.0, help="measured window per row")
-    ap.add_argument("--warmup", type=float, default=6.0, help="seconds of load before it")
-    ap.add_argument("--raw-seconds", type=float, default=4.0,
+    ap.add_argument("--seconds", type=float, default=24.0,
+                    help="measured seconds per row, split over --cycles windows")
+    ap.add_argument("--cycles", type=int, default=3)
+    ap.add_argument("--warmup", type=float, default=4.0, help="seconds of load before a window")
+    ap.add_argument("--raw-seconds", type=float, default=3.0,
                     help="raw backend timing before and after each window")
     ap.add_argument("--max-delay-ms", type=float, default=10.0)
     args = ap.parse_args()
@@ -137,38 +167,40 @@ def main():
         proc, url = start_service(args, max_batch, delay)
         try:
             for clients in (1, 4, 16):
-                raw_before = raw_rate(backend, image, max_batch, args.raw_seconds)
-                ips, p50, p99, n, served = asyncio.run(
-                    drive(url, body, clients, args.warmup, args.seconds))
-                raw = (raw_before + raw_rate(backend, image, max_batch, args.raw_seconds)) / 2
-                rows.append((batching, max_batch, clients, ips, p50, p99, n, raw, served))
-                print(f"  batching {batching}, {clients} clients: {ips:.2f} img/s "
-                      f"(raw {raw:.2f})", flush=True)
+                row = measure_row(url, body, backend, image, clients, max_batch, args)
+                rows.append((batching, clients, row))
+                print(f"  batching {batching}, {clients} clients: {row['ips']:.2f} img/s "
+                      f"(raw {row['raw']:.2f})", flush=True)
         finally:
             proc.terminate()
             proc.wait(timeout=120)
 
     print(f"\nservice on {backend.name}/{backend.device}, 400x400 PNG (SOAP_061), "
-          f"max_delay {args.max_delay_ms} ms, {args.seconds:.0f} s windows after "
-          f"{args.warmup:.0f} s of load")
+          f"max_delay {args.max_delay_ms} ms; per row {args.cycles} windows of "
+          f"{args.seconds / args.cycles:.0f} s (each after {args.warmup:.0f} s of load) "
+          f"alternating with {args.raw_seconds:.0f} s raw runs")
     print("| batching | clients | images/s | p50 ms | p99 ms | requests | mean batch | "
-          "batch ms served | raw images/s at max batch | service/raw |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for batching, _, clients, ips, p50, p99, n, raw, served in rows:
-        print(f"| {batching} | {clients} | {ips:.2f} | {1e3 * p50:.0f} | {1e3 * p99:.0f} | {n} | "
-              f"{served['batch_size']:.1f} | {1e3 * served['batch_s']:.0f} | {raw:.2f} | "
-              f"{ips / raw:.2f} |")
-    on16 = next(r for r in rows if r[0] == "on" and r[2] == 16)
-    off16 = next(r for r in rows if r[0] == "off" and r[2] == 16)
-    raw_batch_s, served_batch_s = 8 / on16[7], on16[8]["batch_s"]
-    delay = args.max_delay_ms / 1e3
-    print(f"saturation (16 clients, batching on): {on16[3] / on16[7]:.2f} of raw batch-8 "
+          "batch ms served | worker busy | raw images/s at max batch | service/raw (range) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for batching, clients, r in rows:
+        lo, hi = r["ratio_range"]
+        print(f"| {batching} | {clients} | {r['ips']:.2f} | {1e3 * r['p50']:.0f} | "
+              f"{1e3 * r['p99']:.0f} | {r['requests']} | {r['batch_size']:.1f} | "
+              f"{1e3 * r['batch_s']:.0f} | {r['busy']:.2f} | {r['raw']:.2f} | "
+              f"{r['ratio']:.2f} ({lo:.2f}-{hi:.2f}) |")
+    on16 = next(r for b, c, r in rows if b == "on" and c == 16)
+    off16 = next(r for b, c, r in rows if b == "off" and c == 16)
+    raw_batch_s, delay = 8 / on16["raw"], args.max_delay_ms / 1e3
+    print(f"saturation (16 clients, batching on): {on16['ratio']:.2f} of raw batch-8 "
           f"throughput (target >= 0.90)")
-    print(f"batching gain at 16 clients: {on16[3] / off16[3]:.2f}x (GPU target >= 2x)")
-    print(f"p99 at 16 clients, batching on: {1e3 * on16[5]:.0f} ms; max_delay + 2 x batch time: "
-          f"{1e3 * (delay + 2 * served_batch_s):.0f} ms as served, "
+    print(f"batching gain at 16 clients: {on16['ips'] / off16['ips']:.2f}x (GPU target >= 2x)")
+    print(f"p99 at 16 clients, batching on: {1e3 * on16['p99']:.0f} ms; max_delay + 2 x batch "
+          f"time: {1e3 * (delay + 2 * on16['batch_s']):.0f} ms as served, "
           f"{1e3 * (delay + 2 * raw_batch_s):.0f} ms raw; Little's law floor for the mean, "
-          f"16 / images/s: {16e3 / on16[3]:.0f} ms")
+          f"16 / images/s: {16e3 / on16['ips']:.0f} ms")
+    print(f"wait for a first batch at 16 clients, batching on, in served batch times: p99 "
+          f"{on16['queued_p99']:.2f}, max {on16['queued_max']:.2f} (the scheduler's part: at "
+          f"most one batch ahead + max_delay)")
 
 
 if __name__ == "__main__":

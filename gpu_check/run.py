@@ -259,7 +259,7 @@ def service(ctx):
         print(f"  service benchmark needs {', '.join(missing)}; bring the wheels:\n  {howto}")
         return Step("service", "skip", f"missing {', '.join(missing)}; bring wheels: {howto}")
     cmd = [sys.executable, "benchmarks/service.py", "--device", "cuda", "--seconds", "8",
-           "--warmup", "3", "--raw-seconds", "2"]
+           "--cycles", "2", "--warmup", "3", "--raw-seconds", "2"]
     if ctx.dry:
         return Step("service", "dry-run", "packages import; on a GPU runs: " + " ".join(cmd))
     rc, tail, secs = run(ctx, "service", cmd, cap=240)
